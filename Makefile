@@ -1,0 +1,49 @@
+# make help: list targets.  make train / make test create .venv and install requirements when missing.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast eval sweep bench lint format clean
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install requirements.txt (done by train/test when missing)
+
+train: $(STAMP) ## train + test the default model on the bundled digits (ARGS="model=cnn ..." to override)
+	$(PY) src/train.py $(ARGS)
+
+test: $(STAMP) ## the whole test suite, slow tests included (what CI runs)
+	$(PY) -m pytest $(ARGS)
+
+test-fast: $(STAMP) ## the fast tests only (skips those marked slow)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+eval: $(STAMP) ## evaluate a checkpoint: make eval CKPT=logs/train/runs/<run>/checkpoints/last.ckpt
+	@test -n "$(CKPT)" || (echo "usage: make eval CKPT=path/to/checkpoint.ckpt" && exit 2)
+	$(PY) src/eval.py ckpt_path=$(CKPT) $(ARGS)
+
+sweep: $(STAMP) ## a small grid sweep: learning rate x seed, with a summary table at the end
+	$(PY) src/train.py -m optimizer.lr=1e-3,1e-2 seed=1,2 $(ARGS)
+
+lint: $(STAMP) ## ruff lint + format check
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: $(STAMP) ## ruff fix + format
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+clean: ## remove run outputs, caches (keeps .venv and data/)
+	rm -rf logs/* .pytest_cache .ruff_cache outputs multirun lightning_logs
+	find . -name __pycache__ -type d -not -path "./$(VENV)/*" -exec rm -rf {} +
+	touch logs/.gitkeep

@@ -1,0 +1,1 @@
+"""Hydra + PyTorch Lightning experiment template: the code the configs in `configs/` point at."""

@@ -1,0 +1,1 @@
+"""Our own Lightning callbacks: only what Lightning does not ship."""

@@ -1,0 +1,196 @@
+"""Base LightningDataModule for datasets that fit in memory (digits, MNIST, Fashion-MNIST, CIFAR-10).
+
+Images are decoded once into one uint8 tensor per split (cached under `data/cache/`), batched by
+indexing (`IndexBatchLoader`), and normalized/augmented per batch after the transfer to the device.
+Set `num_workers > 0` to get a classic `DataLoader` instead (Lightning then shards it under DDP).
+A subclass only says how to read its files: `load_splits()`.
+"""
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from src.data.augment import random_shift
+from src.data.batch_loader import IndexBatchLoader
+from src.utils.errors import ConfigError
+from src.utils.logging_utils import get_logger
+
+log = get_logger(__name__)
+
+Split = tuple[Tensor, Tensor]
+
+
+class InMemoryDataModule(pl.LightningDataModule):
+    """Holds `train`/`val`/`test` splits as `(uint8 images N×C×H×W, int64 labels)` in memory."""
+
+    name: str = "dataset"
+    mean: Sequence[float] = (0.5,)
+    std: Sequence[float] = (0.5,)
+    max_value: float = 255.0  # raw pixel value that maps to 1.0
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: Sequence[int],
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int = 1024,
+        val_size: float | int = 0.1,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        augment: bool = False,
+        download: bool = True,
+        seed: int = 0,
+        split_seed: int = 12345,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.num_classes = num_classes
+        self.input_shape = tuple(input_shape)
+        self.data_dir = Path(data_dir) if data_dir else None
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.splits: dict[str, Split] = {}
+        self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    # ---- what a subclass provides -------------------------------------------------------------
+    def load_splits(self) -> dict[str, Split]:
+        """Read the files; return at least `train` and `test` (a missing `val` is carved from train)."""
+        raise NotImplementedError
+
+    def source_files(self) -> list[Path]:
+        """Files the splits are read from; their sizes and dates key the decoded-tensor cache."""
+        return []
+
+    def augment_batch(self, x: Tensor) -> Tensor:
+        """Training-time augmentation of a normalized float batch (default: shift by 2 px)."""
+        return random_shift(x, pad=2)
+
+    # ---- LightningDataModule ------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        splits = self._cached(self.load_splits)
+        if "val" not in splits:
+            splits["train"], splits["val"] = self._carve_val(*splits["train"])
+        for split, (x, y) in splits.items():
+            self._check_shapes(split, x, y)
+        self.splits = splits
+        log.info("%s: %s", self.name, ", ".join(f"{k} {len(v[1])}" for k, v in self.splits.items()))
+
+    def train_dataloader(self):
+        return self._loader("train", train=True)
+
+    def val_dataloader(self):
+        return self._loader("val", train=False)
+
+    def test_dataloader(self):
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self):
+        return self._loader("test", train=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        x = self.normalize(x)
+        if self.hparams.augment and self.trainer is not None and self.trainer.training:
+            x = self.augment_batch(x)
+        return x, y
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def normalize(self, x: Tensor) -> Tensor:
+        """uint8 (or raw-valued) images → float, scaled to [0, 1], then standardized per channel."""
+        if x.device not in self._stats:
+            shape = (1, -1, 1, 1)
+            mean = torch.tensor(self.mean, device=x.device).view(shape) * self.max_value
+            std = torch.tensor(self.std, device=x.device).view(shape) * self.max_value
+            self._stats[x.device] = (mean, 1.0 / std)
+        mean, inv_std = self._stats[x.device]
+        return (x.float() - mean) * inv_std
+
+    def _loader_context(self) -> tuple[int, int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0, 1
+        return trainer.current_epoch, trainer.global_rank, trainer.world_size
+
+    def _loader(self, split: str, train: bool):
+        x, y = self.splits[split]
+        hp = self.hparams
+        batch_size = hp.batch_size if train else hp.eval_batch_size
+        if hp.num_workers > 0:
+            return DataLoader(
+                TensorDataset(x, y),
+                batch_size=batch_size,
+                shuffle=train,
+                num_workers=hp.num_workers,
+                pin_memory=hp.pin_memory,
+                persistent_workers=True,
+            )
+        return IndexBatchLoader(
+            x,
+            y,
+            batch_size,
+            shuffle=train,
+            seed=hp.seed,
+            pad_shards=train,
+            context=self._loader_context,
+        )
+
+    def _carve_val(self, x: Tensor, y: Tensor) -> tuple[Split, Split]:
+        size = self.hparams.val_size
+        n_val = int(round(size * len(y))) if isinstance(size, float) else int(size)
+        if not 0 < n_val < len(y):
+            raise ConfigError(
+                f"data.val_size={size!r} leaves no train or no val samples out of {len(y)}; "
+                "allowed: a fraction in (0, 1) or a count in [1, n-1]."
+            )
+        order = torch.randperm(
+            len(y), generator=torch.Generator().manual_seed(self.hparams.split_seed)
+        )
+        val, train = order[:n_val], order[n_val:]
+        return (x[train], y[train]), (x[val], y[val])
+
+    def _check_shapes(self, split: str, x: Tensor, y: Tensor) -> None:
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ConfigError(
+                f"data.input_shape={list(self.input_shape)} but the {self.name} {split} images are "
+                f"{list(x.shape[1:])}; set data.input_shape to match."
+            )
+        if len(y) and int(y.max()) >= self.num_classes:
+            raise ConfigError(
+                f"data.num_classes={self.num_classes} but the {self.name} {split} labels go up to "
+                f"{int(y.max())}; set data.num_classes={int(y.max()) + 1}."
+            )
+
+    def _cache_path(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha1(f"{type(self).__qualname__}|{self.data_dir}".encode())
+        for f in sorted(self.source_files()):
+            st = f.stat()
+            key.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        return self.cache_dir / f"{self.name}-{key.hexdigest()[:12]}.pt"
+
+    def _cached(self, load) -> dict[str, Split]:
+        """Decode once: later runs read the tensors back (`weights_only=True`: plain tensors only)."""
+        path = self._cache_path()
+        if path is not None and path.is_file():
+            try:
+                data = torch.load(path, weights_only=True)
+                return {k: (v["x"], v["y"]) for k, v in data.items()}
+            except Exception as err:  # a torn write or an old format: decode again
+                log.warning("Ignoring unreadable cache %s (%s)", path, err)
+        splits = load()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save({k: {"x": x, "y": y} for k, (x, y) in splits.items()}, tmp)
+            tmp.replace(path)
+        return splits

@@ -1,0 +1,106 @@
+"""MNIST, Fashion-MNIST and CIFAR-10 through torchvision's own dataset classes.
+
+torchvision reads the real on-disk formats (IDX files, CIFAR pickles) and downloads them when the
+network allows; here they are decoded once into uint8 tensors and kept in memory.
+"""
+
+import socket
+from pathlib import Path
+
+import torch
+from torchvision import datasets
+
+from src.data.augment import random_hflip, random_shift
+from src.data.in_memory import InMemoryDataModule, Split
+from src.utils.errors import ConfigError, DatasetNotFoundError
+from src.utils.logging_utils import get_logger
+
+log = get_logger(__name__)
+
+
+class TorchvisionDataModule(InMemoryDataModule):
+    """Shared loading for torchvision classification datasets that fit in memory."""
+
+    dataset_cls: type = datasets.MNIST
+    folder: str = "MNIST/raw"  # where the files live under data_dir
+    files: tuple[str, ...] = ()
+
+    def _root(self) -> Path:
+        if self.data_dir is None:
+            raise ConfigError(f"data.data_dir is required for {self.name} (set paths.data_dir).")
+        return self.data_dir
+
+    def _open(self, train: bool):
+        root = self._root()
+        try:
+            return self.dataset_cls(str(root), train=train, download=False)
+        except RuntimeError as missing:
+            if not self.hparams.download:
+                raise self._not_found(missing) from None
+        log.info("%s not found under %s: downloading", self.name, root / self.folder)
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(30)  # a firewall that drops packets must not hang the run forever
+        try:
+            return self.dataset_cls(str(root), train=train, download=True)
+        except Exception as failed:  # no network, blocked mirror, disk full...
+            raise self._not_found(failed) from None
+        finally:
+            socket.setdefaulttimeout(previous)
+
+    def _not_found(self, err: Exception) -> DatasetNotFoundError:
+        where = (self._root() / self.folder).resolve()
+        return DatasetNotFoundError(
+            f"{self.name} files are missing under {where} and could not be downloaded "
+            f"({type(err).__name__}: {err}). Put {', '.join(self.files)} there, or point "
+            f"paths.data_dir at a folder that holds {self.folder}/ (e.g. paths.data_dir=/datasets)."
+        )
+
+    def prepare_data(self) -> None:
+        """Runs on one process per node: the only place that may download."""
+        if self._cache_hit():
+            return
+        for train in (True, False):
+            self._open(train)
+
+    def _cache_hit(self) -> bool:
+        path = self._cache_path()
+        return path is not None and path.is_file()
+
+    def source_files(self) -> list[Path]:
+        folder = self._root() / self.folder
+        return [p for p in folder.glob("*") if p.is_file()] if folder.is_dir() else []
+
+    def load_splits(self) -> dict[str, Split]:
+        out = {}
+        for split, train in (("train", True), ("test", False)):
+            ds = self._open(train)
+            x = torch.as_tensor(ds.data)
+            x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # → N×C×H×W
+            out[split] = (x.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long))
+        return out
+
+
+class MNISTDataModule(TorchvisionDataModule):
+    name, dataset_cls, folder = "mnist", datasets.MNIST, "MNIST/raw"
+    files = (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    )
+    mean, std = (0.1307,), (0.3081,)
+
+
+class FashionMNISTDataModule(TorchvisionDataModule):
+    name, dataset_cls, folder = "fashion_mnist", datasets.FashionMNIST, "FashionMNIST/raw"
+    files = MNISTDataModule.files
+    mean, std = (0.2860,), (0.3530,)
+
+
+class CIFAR10DataModule(TorchvisionDataModule):
+    name, dataset_cls, folder = "cifar10", datasets.CIFAR10, "cifar-10-batches-py"
+    files = ("data_batch_1..5", "test_batch", "batches.meta")
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+    def augment_batch(self, x):
+        return random_hflip(random_shift(x, pad=4))

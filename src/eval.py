@@ -1,0 +1,48 @@
+"""Test a checkpoint: `python src/eval.py ckpt_path=PATH` needs nothing else.
+
+The checkpoint carries its run's resolved config, so the same data, model and trainer are rebuilt;
+overrides typed here (`data.batch_size=256`, `trainer=gpu`) apply on top.
+"""
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+import src.utils  # noqa: F401  (registers the config resolvers)
+from src.utils.checkpoint import load_checkpoint, merge_for_eval, run_config_from_checkpoint
+from src.utils.logging_utils import get_logger
+from src.utils.run_artifacts import record_run, to_floats
+from src.utils.run_setup import build_trainer, prepare_run
+from src.utils.validate import validate_config
+
+log = get_logger(__name__)
+
+
+def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
+    """Rebuild the checkpoint's run, test it, write `results.json`; return the test metrics."""
+    with record_run("eval", cfg.paths.output_dir) as record:
+        checkpoint = load_checkpoint(cfg.ckpt_path)
+        cfg = merge_for_eval(
+            run_config_from_checkpoint(checkpoint, cfg.ckpt_path), cfg, overrides or []
+        )
+        del checkpoint  # Lightning reads it again, into the model, below
+        validate_config(cfg)
+        prepare_run(cfg)
+        datamodule = instantiate(cfg.data, _convert_="all")
+        model = instantiate(cfg.model, _convert_="all")
+        trainer = build_trainer(cfg)
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        record.add_metrics(to_floats(results[0]) if results else {})
+        record.best_model_path = str(cfg.ckpt_path)
+    log.info("Test metrics of %s: %s", cfg.ckpt_path, record.metrics)
+    return record.metrics
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg, overrides=list(HydraConfig.get().overrides.task))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""LightningModules; `nets/` holds the plain `nn.Module` networks they wrap."""

@@ -1,0 +1,1 @@
+"""Plain torch networks: usable without Lightning (`net.load_state_dict(...)` and go)."""

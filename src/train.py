@@ -1,0 +1,76 @@
+"""Train a model and test its best checkpoint.
+
+python src/train.py                                  # digits + MLP on CPU, under a minute
+python src/train.py model=resnet data=cifar10 trainer=gpu
+python src/train.py -m optimizer.lr=1e-3,1e-2 seed=1,2,3
+"""
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import src.utils  # noqa: F401  (registers the config resolvers)
+from src.utils.logging_utils import get_logger
+from src.utils.run_artifacts import record_run, to_floats
+from src.utils.run_setup import (
+    build_trainer,
+    check_monitored_metrics,
+    log_hyperparameters,
+    prepare_run,
+)
+from src.utils.validate import validate_config
+
+log = get_logger(__name__)
+
+
+def test_best_checkpoint(
+    trainer: pl.Trainer, model: pl.LightningModule, datamodule
+) -> dict[str, float]:
+    """Reload the best checkpoint (not the last weights) and test it."""
+    callback = trainer.checkpoint_callback
+    ckpt_path = getattr(callback, "best_model_path", "") or None
+    if ckpt_path is None:
+        log.warning(
+            "No best checkpoint (no ModelCheckpoint callback?): testing the current weights."
+        )
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    return to_floats(results[0]) if results else {}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, test the best checkpoint, write the run's artifacts; return every final metric."""
+    with record_run("train", cfg.paths.output_dir) as record:
+        validate_config(cfg)
+        prepare_run(cfg)
+        datamodule = instantiate(cfg.data, _convert_="all")
+        model = instantiate(cfg.model, _convert_="all")
+        trainer = build_trainer(cfg, run_config=OmegaConf.to_container(cfg, resolve=True))
+        check_monitored_metrics(cfg, trainer, model)
+        log_hyperparameters(cfg, trainer, model)
+
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        record.add_metrics({k: v for k, v in trainer.callback_metrics.items() if "/" in k})
+        if cfg.get("test", True):
+            record.add_metrics(test_best_checkpoint(trainer, model, datamodule))
+
+        callback = trainer.checkpoint_callback
+        record.best_model_path = getattr(callback, "best_model_path", None) or None
+        record.last_model_path = getattr(callback, "last_model_path", None) or None
+    log.info(
+        "Metrics: %s",
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in record.metrics.items()},
+    )
+    log.info("Best checkpoint: %s", record.best_model_path)
+    log.info("Run directory: %s", cfg.paths.output_dir)
+    return record.metrics
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
+
+
+if __name__ == "__main__":
+    main()

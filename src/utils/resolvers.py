@@ -1,0 +1,25 @@
+"""OmegaConf resolvers the configs use; registered once when `src.utils` is imported."""
+
+import functools
+import secrets
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@functools.cache
+def _run_token() -> str:
+    """A short random token, fixed for the life of the process.
+
+    Appended to timestamped run directories so two runs started in the same second (two terminals,
+    two SLURM jobs on a shared disk) never share or overwrite a directory.
+    """
+    return secrets.token_hex(3)
+
+
+def register_resolvers() -> None:
+    """Register `${project_root:}` and `${run_token:}` (idempotent)."""
+    OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+    OmegaConf.register_new_resolver("run_token", _run_token, replace=True)

@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from tests.helpers import compose_config
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """One decoded-tensor cache for the session: hermetic, and each dataset is decoded once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def make_cfg(tmp_path, cache_dir):
+    """make_cfg('train', [...overrides]) → a composed config writing into a fresh run directory."""
+    counter = iter(range(1000))
+
+    def _make(name: str = "train", overrides: list[str] = ()):
+        return compose_config(name, tmp_path / f"run{next(counter)}", list(overrides), cache_dir)
+
+    return _make
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """Tests run on 2-core CI machines: keep torch from oversubscribing them."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(min(previous, 2))
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,106 @@
+"""Every option of every config group composes, and what it configures instantiates."""
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from src.utils.errors import ConfigError
+from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from src.utils.run_setup import build_trainer
+from src.utils.validate import validate_config
+from tests.helpers import config_options
+
+DATA, MODELS = config_options("data"), config_options("model")
+HARDWARE = {
+    "gpu": torch.cuda.is_available(),
+    "ddp": torch.cuda.is_available(),
+    "mps": torch.backends.mps.is_available(),
+}
+
+
+def test_every_group_has_options():
+    for group in (
+        "data",
+        "model",
+        "optimizer",
+        "scheduler",
+        "trainer",
+        "callbacks",
+        "logger",
+        "debug",
+        "experiment",
+    ):
+        assert config_options(group), group
+
+
+@pytest.mark.parametrize("data", DATA)
+def test_data_instantiates(make_cfg, data):
+    cfg = make_cfg("train", [f"data={data}"])
+    dm = instantiate(cfg.data, _convert_="all")
+    assert dm.num_classes == cfg.data.num_classes
+    assert list(dm.input_shape) == list(cfg.data.input_shape)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("data", DATA)
+def test_every_model_works_with_every_dataset(make_cfg, model, data):
+    cfg = make_cfg("train", [f"model={model}", f"data={data}"])
+    net = instantiate(cfg.model, _convert_="all").net.eval()
+    x = torch.zeros(2, *cfg.data.input_shape)
+    assert net(x).shape == (2, cfg.data.num_classes)
+
+
+@pytest.mark.parametrize("optimizer", config_options("optimizer"))
+@pytest.mark.parametrize("scheduler", config_options("scheduler"))
+def test_optimizer_and_scheduler_build(make_cfg, optimizer, scheduler):
+    cfg = make_cfg("train", [f"optimizer={optimizer}", f"scheduler={scheduler}"])
+    model = instantiate(cfg.model, _convert_="all")
+    conf = model.configure_optimizers()
+    opt = conf["optimizer"] if isinstance(conf, dict) else conf
+    assert opt.param_groups[0]["lr"] == cfg.optimizer.lr
+    assert (scheduler == "none") == (not isinstance(conf, dict))
+
+
+@pytest.mark.parametrize("trainer", config_options("trainer"))
+def test_trainer_builds(make_cfg, trainer):
+    cfg = make_cfg("train", [f"trainer={trainer}"])
+    if trainer in HARDWARE and not HARDWARE[trainer]:
+        with pytest.raises(ConfigError, match="trainer.accelerator"):
+            validate_config(cfg)  # a clear error on this machine, before anything starts
+        return
+    validate_config(cfg)
+    assert build_trainer(cfg).max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("callbacks", config_options("callbacks"))
+def test_callbacks_instantiate(make_cfg, callbacks):
+    cfg = make_cfg("train", [f"callbacks={callbacks}"])
+    assert len(instantiate_callbacks(cfg.callbacks)) == len(
+        [v for v in (cfg.callbacks or {}).values() if v]
+    )
+
+
+@pytest.mark.parametrize("logger", config_options("logger"))
+def test_loggers_instantiate(make_cfg, logger):
+    cfg = make_cfg("train", [f"logger={logger}"])
+    assert len(instantiate_loggers(cfg.logger)) == len(cfg.logger or {})
+
+
+@pytest.mark.parametrize("debug", config_options("debug"))
+def test_debug_configs_build_a_trainer(make_cfg, debug):
+    cfg = make_cfg("train", [f"debug={debug}"])
+    assert cfg.task_name == "debug"
+    build_trainer(cfg)
+
+
+@pytest.mark.parametrize("experiment", config_options("experiment"))
+def test_experiments_instantiate(make_cfg, experiment):
+    cfg = make_cfg("train", [f"experiment={experiment}"])
+    validate_config(cfg)
+    instantiate(cfg.data, _convert_="all")
+    instantiate(cfg.model, _convert_="all")
+
+
+def test_eval_config_composes(make_cfg):
+    cfg = make_cfg("eval", ["ckpt_path=some.ckpt"])
+    assert cfg.task_name == "eval" and cfg.ckpt_path == "some.ckpt"
