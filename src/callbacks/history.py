@@ -23,10 +23,18 @@ class History(pl.Callback):
         self.output_dir = Path(output_dir)
         self.plot = plot
         self.rows: list[dict[str, float]] = []
-        self._epoch_start = 0.0
+        self._epoch_start = self._val_start = 0.0
+        self._val_time = 0.0
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_start = time.perf_counter()
+        self._epoch_start, self._val_time = time.perf_counter(), 0.0
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._val_time += time.perf_counter() - self._val_start
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -41,7 +49,9 @@ class History(pl.Callback):
         )
         for i, optimizer in enumerate(trainer.optimizers):
             row["lr" if i == 0 else f"lr_{i}"] = optimizer.param_groups[0]["lr"]
-        row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 4)
+        epoch_time = time.perf_counter() - self._epoch_start
+        row["epoch_time_s"] = round(epoch_time, 4)  # train + validation
+        row["train_time_s"] = round(epoch_time - self._val_time, 4)
         self.rows.append(row)
         if trainer.is_global_zero:
             self.write_csv()

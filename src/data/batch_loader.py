@@ -54,7 +54,7 @@ class IndexBatchLoader:
                 per_rank = -(-n // self.world_size)
                 order = torch.cat([order, order[: per_rank * self.world_size - n]])
             order = order[self.rank :: self.world_size]
-        return order
+        return order.to(self.x.device)
 
     def _num_samples(self) -> int:
         n, w = len(self.y), self.world_size

@@ -2,6 +2,7 @@
 
 Images are decoded once into one uint8 tensor per split (cached under `data/cache/`), batched by
 indexing (`IndexBatchLoader`), and normalized/augmented per batch after the transfer to the device.
+On a GPU the splits stay in device memory (`keep_on_device`).
 Set `num_workers > 0` to get a classic `DataLoader` instead (Lightning then shards it under DDP).
 A subclass only says how to read its files: `load_splits()`.
 """
@@ -49,6 +50,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         seed: int = 0,
         split_seed: int = 12345,
         cache_dir: str | None = None,
+        keep_on_device: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -81,7 +83,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             splits["train"], splits["val"] = self._carve_val(*splits["train"])
         for split, (x, y) in splits.items():
             self._check_shapes(split, x, y)
-        self.splits = splits
+        self.splits = self._to_training_device(splits)
         log.info("%s: %s", self.name, ", ".join(f"{k} {len(v[1])}" for k, v in self.splits.items()))
 
     def train_dataloader(self):
@@ -114,6 +116,17 @@ class InMemoryDataModule(pl.LightningDataModule):
         mean, inv_std = self._stats[x.device]
         return (x.float() - mean) * inv_std
 
+    def _to_training_device(self, splits: dict[str, Split]) -> dict[str, Split]:
+        """On a GPU, hold the (uint8) splits in its memory: no host-to-device copy per batch."""
+        trainer = self.trainer
+        if not self.hparams.keep_on_device or self.hparams.num_workers > 0 or trainer is None:
+            return splits
+        device = trainer.strategy.root_device
+        if device.type == "cpu":
+            return splits
+        log.info("%s: keeping the data on %s", self.name, device)
+        return {k: (x.to(device), y.to(device)) for k, (x, y) in splits.items()}
+
     def _loader_context(self) -> tuple[int, int, int]:
         trainer = self.trainer
         if trainer is None:
@@ -124,11 +137,15 @@ class InMemoryDataModule(pl.LightningDataModule):
         x, y = self.splits[split]
         hp = self.hparams
         batch_size = hp.batch_size if train else hp.eval_batch_size
+        overfitting = self.trainer is not None and self.trainer.overfit_batches > 0
+        shuffle = (
+            train and not overfitting
+        )  # overfit_batches means: the same few batches every epoch
         if hp.num_workers > 0:
             return DataLoader(
                 TensorDataset(x, y),
                 batch_size=batch_size,
-                shuffle=train,
+                shuffle=shuffle,
                 num_workers=hp.num_workers,
                 pin_memory=hp.pin_memory,
                 persistent_workers=True,
@@ -137,7 +154,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             x,
             y,
             batch_size,
-            shuffle=train,
+            shuffle=shuffle,
             seed=hp.seed,
             pad_shards=train,
             context=self._loader_context,

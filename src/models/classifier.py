@@ -46,7 +46,10 @@ class Classifier(pl.LightningModule):
         self.train_acc, self.val_acc, self.test_acc = (
             MulticlassAccuracy(num_classes, average="micro", validate_args=False) for _ in range(3)
         )
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        # nan_strategy="disable": no per-step NaN scan (a host sync on GPU); NaN guards live elsewhere
+        self.train_loss, self.val_loss, self.test_loss = (
+            MeanMetric(nan_strategy="disable") for _ in range(3)
+        )
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # resumed runs keep their best-so-far
 
@@ -59,7 +62,7 @@ class Classifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        loss_metric.update(loss.detach(), weight=y.shape[0])
+        loss_metric.update(loss.detach())
         acc_metric.update(logits.detach().argmax(dim=1), y)
         return loss
 

@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from src.callbacks.run_config import RunConfigInCheckpoint
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
@@ -57,6 +58,8 @@ def build_trainer(cfg: DictConfig, run_config: dict | None = None) -> pl.Trainer
     if run_config is not None:
         callbacks.append(RunConfigInCheckpoint(run_config))
     loggers = instantiate_loggers(cfg.get("logger"))
+    if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv keeps the LR
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
