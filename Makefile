@@ -35,6 +35,10 @@ eval: $(STAMP) ## evaluate a checkpoint: make eval CKPT=logs/train/runs/<run>/ch
 sweep: $(STAMP) ## a small grid sweep: learning rate x seed, with a summary table at the end
 	$(PY) src/train.py -m optimizer.lr=1e-3,1e-2 seed=1,2 $(ARGS)
 
+DATA_DIR ?= $(if $(wildcard ../shared/datasets/MNIST/raw),../shared/datasets,data)
+bench: $(STAMP) ## speed: plain PyTorch loop vs train.py on MNIST (DATA_DIR=folder holding MNIST/raw)
+	$(PY) bench/bench_train.py --data-dir $(DATA_DIR) $(ARGS)
+
 lint: $(STAMP) ## ruff lint + format check
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench

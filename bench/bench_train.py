@@ -32,7 +32,9 @@ from tests.helpers import compose_config  # noqa: E402
 BATCH, LR, HIDDEN = 128, 0.002, (64, 128, 64)
 
 
-def raw_loop(data_dir: str, epochs: int, device: str, seed: int) -> tuple[list[float], float]:
+def raw_loop(
+    data_dir: str, cache_dir: str, epochs: int, device: str, seed: int
+) -> tuple[list[float], float]:
     """The floor: tensors preloaded and normalized once (the datamodule's setup), batches by indexing."""
     dm = MNISTDataModule(
         num_classes=10,
@@ -65,7 +67,9 @@ def raw_loop(data_dir: str, epochs: int, device: str, seed: int) -> tuple[list[f
     return times, acc
 
 
-def ours(data_dir: str, epochs: int, trainer: str, seed: int) -> tuple[list[float], float]:
+def ours(
+    data_dir: str, cache_dir: str, epochs: int, trainer: str, seed: int
+) -> tuple[list[float], float]:
     """Our task function with the user's defaults (callbacks, TensorBoard, progress bar)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -80,7 +84,7 @@ def ours(data_dir: str, epochs: int, trainer: str, seed: int) -> tuple[list[floa
                 "trainer.precision=32-true",
                 "extras.print_config=false",
                 f"seed={seed}",
-                f"paths.cache_dir={ROOT / 'data' / 'cache'}",
+                f"paths.cache_dir={cache_dir}",
             ],
         )
         metrics = train(cfg)
@@ -88,7 +92,7 @@ def ours(data_dir: str, epochs: int, trainer: str, seed: int) -> tuple[list[floa
         return [float(r["train_time_s"]) for r in rows], metrics["test/acc"]
 
 
-def end_to_end(data_dir: str, repeats: int) -> list[float]:
+def end_to_end(data_dir: str, cache_dir: str, repeats: int) -> list[float]:
     walls = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
@@ -115,13 +119,15 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def compare(data_dir: str, repeats: int, epochs: int, device: str, trainer: str) -> None:
+def compare(
+    data_dir: str, cache_dir: str, repeats: int, epochs: int, device: str, trainer: str
+) -> None:
     raw_times, ours_times, raw_accs, ours_accs = [], [], [], []
     for r in range(repeats):
-        t, a = raw_loop(data_dir, epochs, device, seed=r)
+        t, a = raw_loop(data_dir, cache_dir, epochs, device, seed=r)
         raw_times += t[1:] or t  # the first epoch pays one-off warm-up
         raw_accs.append(a)
-        t, a = ours(data_dir, epochs, trainer, seed=r)
+        t, a = ours(data_dir, cache_dir, epochs, trainer, seed=r)
         ours_times += t[1:] or t
         ours_accs.append(a)
     raw, our = statistics.median(raw_times), statistics.median(ours_times)
@@ -144,19 +150,22 @@ def main() -> None:
     parser.add_argument(
         "--epochs", type=int, default=3, help="epochs per repeat (the first is not timed)"
     )
+    parser.add_argument(
+        "--cache-dir", default=str(ROOT / "data" / "cache"), help="decoded-tensor cache"
+    )
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; MNIST MLP 784-64-128-64-10, "
         f"batch {BATCH}, Adam lr {LR}"
     )
-    compare(args.data_dir, args.repeats, args.epochs, "cpu", "cpu")
-    walls = end_to_end(args.data_dir, args.repeats)
+    compare(args.data_dir, args.cache_dir, args.repeats, args.epochs, "cpu", "cpu")
+    walls = end_to_end(args.data_dir, args.cache_dir, args.repeats)
     print(
         f"[cpu] end-to-end `python src/train.py data=mnist trainer.max_epochs=1`: median "
         f"{statistics.median(walls):.2f} s wall ({', '.join(f'{w:.2f}' for w in walls)})"
     )
     if torch.cuda.is_available():
-        compare(args.data_dir, args.repeats, args.epochs, "cuda", "gpu")
+        compare(args.data_dir, args.cache_dir, args.repeats, args.epochs, "cuda", "gpu")
     else:
         print("[cuda] skipped: no GPU on this machine")
 

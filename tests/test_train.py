@@ -100,3 +100,10 @@ def test_seeded_runs_are_identical(make_cfg):
     first = train(make_cfg("train", [*FAST, "seed=3"]))
     second = train(make_cfg("train", [*FAST, "seed=3"]))
     assert first["test/acc"] == second["test/acc"] and first["val/loss"] == second["val/loss"]
+
+
+def test_profiler_report_lands_in_the_run_directory(make_cfg):
+    cfg = make_cfg("train", [*FAST, "debug=profiler", "trainer.limit_train_batches=3"])
+    train(cfg)
+    reports = list(Path(cfg.paths.output_dir).glob("*profile*.txt"))
+    assert reports and "Action" in reports[0].read_text()
