@@ -45,14 +45,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the best checkpoint, write the run's artifacts; return every final metric."""
     with record_run("train", cfg.paths.output_dir) as record:
         validate_config(cfg)
+        ckpt_path = checkpoint_to_resume(cfg)
+        record.extra["resumed_from"] = ckpt_path
         prepare_run(cfg)
         datamodule = instantiate(cfg.data, _convert_="all")
         check_data_available(datamodule)
         model = instantiate(cfg.model, _convert_="all")
         trainer = build_trainer(cfg, run_config=OmegaConf.to_container(cfg, resolve=True))
         check_monitored_metrics(cfg, trainer, model)
-        ckpt_path = checkpoint_to_resume(cfg, model)
-        record.extra["resumed_from"] = ckpt_path
         log_hyperparameters(cfg, trainer, model)
 
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)

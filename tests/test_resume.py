@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from src.train import train
-from src.utils.errors import ConfigError
+from src.utils.errors import CheckpointError, ConfigError
 from src.utils.resume import expand_resume_args
 from tests.helpers import FAST, PYTHON, ROOT, compose_config
 
@@ -69,6 +69,7 @@ def test_resume_expands_to_the_run_overrides_and_directory(tmp_path):
         "seed=7",
         f"resume={run}",
         f"hydra.run.dir={run}",
+        "hydra.output_subdir=null",
         "trainer.max_epochs=9",  # typed now: wins, and the run's own value is dropped
     ]
     assert expand_resume_args(["seed=1"]) == ["seed=1"]  # no resume=: untouched
@@ -81,6 +82,7 @@ def test_resume_expands_to_the_run_overrides_and_directory(tmp_path):
         (["resume={run}", "hydra.run.dir=/tmp/x"], "drop hydra.run.dir"),
         (["resume={empty}"], "is not a run directory of this template"),
     ],
+    ids=["with-multirun", "with-run-dir", "not-a-run-dir"],
 )
 def test_resume_rejects_what_it_cannot_continue(tmp_path, args, message):
     run = write_run(tmp_path / "run", [])
@@ -103,6 +105,12 @@ def test_resume_continues_in_the_same_directory_and_keeps_the_best_score(tmp_pat
         "last.ckpt",
     ]
     assert len(list((run / "csv").glob("metrics.csv"))) == 1  # the same logger, appended
+    before = {f: (run / f).read_text() for f in ("results.json", "config.yaml", "history.csv")}
+    with pytest.raises(ConfigError, match=r"trainer.max_epochs=1 but .* was saved in epoch 2"):
+        train(compose_config("train", run, [*FAST, "trainer.max_epochs=1", f"resume={run}"]))
+    with pytest.raises(CheckpointError, match="does not fit the model of this run"):
+        train(compose_config("train", run, [*FAST, "model=cnn", f"resume={run}"]))
+    assert before == {f: (run / f).read_text() for f in before}  # rejected: the run is untouched
 
 
 def test_resume_must_run_in_its_own_directory(make_cfg, tmp_path):
@@ -126,7 +134,7 @@ def test_resume_must_run_in_its_own_directory(make_cfg, tmp_path):
 def test_interrupted_run_leaves_a_checkpoint_and_resumes(tmp_path, injected, raised, status, steps):
     run = tmp_path / "run"
     with pytest.raises(type(raised)) as info:
-        train(compose_config("train", run, [*FAST, "trainer.max_epochs=3", *injected]))
+        train(compose_config("train", run, [*FAST, *injected]))
     assert info.value.args == raised.args or str(raised) in str(info.value)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     assert results(run)["status"] == status and results(run)["error"]["message"]
@@ -134,12 +142,12 @@ def test_interrupted_run_leaves_a_checkpoint_and_resumes(tmp_path, injected, rai
     assert checkpoint(saved)["global_step"] == steps  # where it stopped, not the last epoch end
     assert [int(r["epoch"]) for r in history(run)] == [0]  # the log of what finished
 
-    train(compose_config("train", run, [*FAST, "trainer.max_epochs=3", f"resume={run}"]))
+    train(compose_config("train", run, [*FAST, f"resume={run}"]))  # FAST: 2 epochs
     assert results(run)["status"] == "completed"
     assert results(run)["resumed_from"] == str(saved)
     assert not saved.exists()  # removed once the run completed
-    assert [int(r["epoch"]) for r in history(run)] == [0, 1, 2]
-    assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3 * STEPS_PER_EPOCH
+    assert [int(r["epoch"]) for r in history(run)] == [0, 1]
+    assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2 * STEPS_PER_EPOCH
 
 
 def test_nothing_is_saved_for_a_run_that_never_took_a_step(tmp_path):
@@ -152,13 +160,13 @@ def test_nothing_is_saved_for_a_run_that_never_took_a_step(tmp_path):
 # ---- exact resume ----------------------------------------------------------------------------------
 def test_resume_after_epoch_k_matches_an_uninterrupted_run(tmp_path):
     """In-process twin of the SIGKILL test: the run dies between epochs with nothing saved for it."""
-    common = [*FAST, *RANDOM, "trainer.max_epochs=3"]
+    common = [*FAST, *RANDOM]  # 2 epochs; dies when the second starts
     reference = train(compose_config("train", tmp_path / "ref", common))
     run = tmp_path / "run"
-    dying = [*common, "~callbacks.interrupt_checkpoint", *fault("RaiseAt", epoch=2)]
+    dying = [*common, "~callbacks.interrupt_checkpoint", *fault("RaiseAt", epoch=1)]
     with pytest.raises(RuntimeError):
         train(compose_config("train", run, dying))
-    assert checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 1
+    assert checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 0
     resumed = train(compose_config("train", run, [*common, f"resume={run}"]))
     assert resumed == reference
     assert history(run) == history(tmp_path / "ref")
@@ -253,7 +261,7 @@ def test_slurm_preemption_requeues_and_the_requeued_job_resumes(tmp_path, slurm_
     then dies (SLURM kills it). The requeued job runs the same command in the same (pinned) run
     directory and continues from that checkpoint."""
     run = tmp_path / "run"
-    command = [*FAST, "trainer.max_epochs=3", "~callbacks.interrupt_checkpoint"]
+    command = [*FAST, "~callbacks.interrupt_checkpoint"]
     preempted = [
         *fault("SignalAt", name="USR1", epoch=1, batch=3),
         "+callbacks.kill._target_=tests.fault_injection.RaiseAt",
@@ -267,7 +275,7 @@ def test_slurm_preemption_requeues_and_the_requeued_job_resumes(tmp_path, slurm_
 
     train(compose_config("train", run, command))  # the requeued job: same command, same directory
     assert results(run)["resumed_from"] == str(run / "hpc_ckpt_1.ckpt")
-    assert [int(r["epoch"]) for r in history(run)] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in history(run)] == [0, 1]
 
 
 def test_sweep_job_directories_survive_the_launcher_copying_the_config(tmp_path):
@@ -289,3 +297,23 @@ def test_sweep_job_directories_survive_the_launcher_copying_the_config(tmp_path)
     OmegaConf.copy_cache(from_config=copy, to_config=fresh)
     assert str(copy.hydra.sweep.dir) == first
     assert str(fresh.hydra.sweep.dir) == first
+
+
+def test_the_slurm_script_pins_the_run_directory_to_the_job(tmp_path):
+    """scripts/slurm/train.sbatch: requeue on SIGUSR1, and a run directory the requeued job finds."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.helpers import CONFIG_DIR
+
+    script = (ROOT / "scripts" / "slurm" / "train.sbatch").read_text()
+    assert "#SBATCH --requeue" in script and "#SBATCH --signal=SIGUSR1@" in script
+    (command,) = [
+        line for line in script.splitlines() if line.startswith("srun python src/train.py")
+    ]
+    args = command.replace("${SLURM_JOB_ID}", "4242").split()[3:-1]  # without srun python …, "$@"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=args, return_hydra_config=True)
+    assert cfg.hydra.run.dir == "logs/train/runs/slurm-4242"
+    assert cfg.trainer.accelerator == "gpu"

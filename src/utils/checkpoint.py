@@ -1,6 +1,7 @@
 """Read a checkpoint safely (tensors and plain containers only) and rebuild its run's config."""
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         mmap = zipfile.is_zipfile(path)
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
+        found = re.search(r"WeightsUnpickler error:\s*([^\n]+?)(?:\. |\n|$)", str(err))
+        detail = found.group(1) if found else "not a tensor or plain container"
         raise CheckpointError(
-            f"Refusing to load {path}: it holds objects other than tensors and plain containers, "
-            f"and unpickling them could run code. torch said: {str(err).splitlines()[0]}"
+            f"Refusing to load {path}: it holds objects other than tensors and plain containers "
+            f"({detail}), and unpickling them could run code. Allowed: checkpoints written by "
+            "src/train.py, which hold only tensors and plain containers."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         reason = str(err).split(". ")[0].splitlines()[0]

@@ -10,6 +10,9 @@ from hydra.errors import CompactHydraException
 class TemplateError(CompactHydraException):
     """Base of the errors below: a message meant for the user, printed without a traceback."""
 
+    #: raised while checking the inputs, before any training step (the run changed nothing yet)
+    before_training = True
+
 
 class ConfigError(TemplateError, ValueError):
     """A config value that would fail late (or silently) inside a library; raised before any training."""
@@ -25,3 +28,5 @@ class DatasetNotFoundError(TemplateError, FileNotFoundError):
 
 class NonFiniteLossError(TemplateError, FloatingPointError):
     """The training loss (or the weights) became NaN/inf; the run stops before saving them."""
+
+    before_training = False

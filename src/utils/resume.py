@@ -3,9 +3,10 @@
 - `ckpt_path=<file>`: the config typed now + the training state of that checkpoint, written into a
   new run directory (Lightning then keeps only `best_model_path` of the old run's ModelCheckpoint).
 - `resume=<run_dir>`: the run's own overrides (its `.hydra/overrides.yaml`) + whatever is typed now
-  (e.g. `trainer.max_epochs=30`), written into the same directory, checkpoints and loggers, from the
-  newest checkpoint there. The overrides are put on the command line *before* Hydra composes,
-  because Hydra rewrites `.hydra/` of the run directory before the task starts.
+  (e.g. `trainer.max_epochs=30`, for this attempt only), written into the same directory,
+  checkpoints and loggers, from the newest checkpoint there. The overrides are put on the command
+  line *before* Hydra composes (Hydra would rewrite `.hydra/` before the task starts; here it is
+  told not to, so `.hydra/` keeps recording how the run was started).
 - A run started again in a directory that already holds its checkpoints (the same command after a
   SLURM requeue, with the run directory pinned) continues from the newest one rather than
   overwriting them; the newest is `checkpoints/last.ckpt` (end of an epoch), `checkpoints/
@@ -18,7 +19,8 @@ touches it, so a foreign or truncated file fails with one message naming the mis
 import re
 from pathlib import Path
 
-import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.utils.checkpoint import check_compatible, load_checkpoint
@@ -85,7 +87,13 @@ def expand_resume_args(args: list[str]) -> list[str]:
     typed = {_key(a) for a in args if not a.startswith("-") and a is not tokens[0]}
     inherited = [o for o in run_overrides(run_dir) if _key(o) not in typed | NOT_INHERITED]
     at = args.index(tokens[0])
-    expanded = [f"resume={_quoted(run_dir)}", f"hydra.run.dir={_quoted(run_dir)}"]
+    # output_subdir=null: Hydra leaves the run's .hydra/ (how it was started) as it is, so every
+    # resume starts from the original overrides, and a rejected attempt changes nothing there
+    expanded = [
+        f"resume={_quoted(run_dir)}",
+        f"hydra.run.dir={_quoted(run_dir)}",
+        "hydra.output_subdir=null",
+    ]
     return [*args[:at], *inherited, *expanded, *args[at + 1 :]]
 
 
@@ -100,8 +108,13 @@ def checkpoints_in_run(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
 
 
-def checkpoint_to_resume(cfg: DictConfig, model: pl.LightningModule) -> str | None:
-    """The checkpoint `fit` continues from (checked against `model`), or None to start afresh."""
+def checkpoint_to_resume(cfg: DictConfig) -> str | None:
+    """The checkpoint `fit` continues from, or None to start afresh.
+
+    Runs before the run writes anything: a rejected resume leaves the run directory as it was.
+    The chosen file is loaded safely and checked against the model (built on the `meta` device:
+    no memory, no random numbers drawn) and against `trainer.max_epochs`.
+    """
     output_dir = Path(cfg.paths.output_dir).resolve()
     resume = cfg.get("resume")
     if resume and Path(resume).expanduser().resolve() != output_dir:
@@ -120,7 +133,10 @@ def checkpoint_to_resume(cfg: DictConfig, model: pl.LightningModule) -> str | No
             return None
         path = found[0]
     checkpoint = load_checkpoint(path)
-    check_compatible(checkpoint, model, path, cfg)
+    model = _model_on_meta_device(cfg)
+    if model is not None:
+        check_compatible(checkpoint, model, path, cfg)
+    _check_epochs_left(checkpoint, path, cfg)
     log.info(
         "Resuming from %s (epoch %s, global step %s)%s",
         path,
@@ -129,3 +145,28 @@ def checkpoint_to_resume(cfg: DictConfig, model: pl.LightningModule) -> str | No
         "" if cfg.get("ckpt_path") else ": the newest checkpoint in this run directory",
     )
     return str(path)
+
+
+def _model_on_meta_device(cfg: DictConfig) -> torch.nn.Module | None:
+    try:
+        with torch.device("meta"):
+            return instantiate(cfg.model, _convert_="all")
+    except Exception as err:  # e.g. a net that reads weights from disk in __init__
+        log.debug("Not checking the checkpoint against the model before fit: %s", err)
+        return None
+
+
+def _check_epochs_left(checkpoint: dict, path: Path, cfg: DictConfig) -> None:
+    """Lightning refuses a checkpoint past `max_epochs`, but only after setting everything up."""
+    max_epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    loops = checkpoint.get("loops") or {}
+    progress = loops.get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    done = progress.get("completed")
+    if max_epochs in (None, -1) or done is None or done <= max_epochs:
+        return
+    epoch = checkpoint.get("epoch", done)
+    raise ConfigError(
+        f"trainer.max_epochs={max_epochs} but {path} was saved in epoch {epoch} (counting from 0): "
+        f"the run is already past it. Allowed: trainer.max_epochs >= {epoch + 1} "
+        f"(e.g. trainer.max_epochs={epoch + 11} trains 10 more epochs), or -1."
+    )

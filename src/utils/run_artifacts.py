@@ -79,13 +79,17 @@ def record_run(task: str, output_dir: str | Path) -> Iterator[RunRecord]:
 
     After SIGTERM the process exits with status 143 (128 + SIGTERM) rather than the 0 of
     Lightning's bare `SystemExit`, so a scheduler or shell sees that the run did not finish.
+    A re-run of an existing run directory (`resume=`) that is rejected before training leaves that
+    run's `results.json` as it was: the attempt changed nothing there.
     """
     record = RunRecord(task=task, output_dir=Path(output_dir))
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S"), time.perf_counter()
-    status, error = "completed", None
+    status, error, keep_previous = "completed", None, False
     try:
         yield record
     except BaseException as exc:
+        path = record.output_dir / RESULTS_FILE
+        keep_previous = getattr(exc, "before_training", False) and path.is_file()
         interruption = _interruption(exc)
         status = "interrupted" if interruption else "failed"
         error = {
@@ -110,7 +114,10 @@ def record_run(task: str, output_dir: str | Path) -> Iterator[RunRecord]:
         }
         if error:
             payload["error"] = error
-        _write_json(record.output_dir / RESULTS_FILE, payload)
+        if keep_previous:
+            log.warning("Rejected before training: %s of this run left as it was.", RESULTS_FILE)
+        else:
+            _write_json(record.output_dir / RESULTS_FILE, payload)
 
 
 @rank_zero_only

@@ -64,9 +64,9 @@ def _check_devices(cfg: DictConfig) -> None:
     if isinstance(devices, int) and not isinstance(devices, bool) and devices > available:
         unit = "CPU core(s)" if kind == "cpu" else f"{kind.upper()} device(s)"
         raise ConfigError(
-            f"trainer.devices={devices} but this machine has {available} {unit} "
-            f"(trainer.accelerator={accelerator!r} → {kind}). Allowed: 1..{available}, "
-            "-1 or 'auto' (all of them)."
+            f"trainer.devices={devices} but this machine has {available} {unit}"
+            f"{f' (trainer.accelerator=auto picks {kind})' if accelerator == 'auto' else ''}. "
+            f"Allowed: 1..{available}, -1 or 'auto' (all of them)."
         )
     if (
         isinstance(devices, int)
