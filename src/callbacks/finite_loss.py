@@ -59,20 +59,34 @@ class StopOnNonFiniteLoss(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
-        self.check_losses(trainer)
+        # no collective here: a save can come from one rank's exception handler
+        self.check_losses(trainer, all_ranks=False)
         self.check_weights(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.check_losses(trainer)
 
-    def check_losses(self, trainer: pl.Trainer) -> None:
-        """One host sync for all pending losses; raise at the first non-finite one."""
+    def check_losses(self, trainer: pl.Trainer, all_ranks: bool = True) -> None:
+        """One host sync for all pending losses; raise at the first non-finite one.
+
+        Under DDP every rank checks at the same batches and they agree (one all-reduce of a flag),
+        so all stop together instead of the healthy ranks waiting forever for the stopped one.
+        """
         if not self._pending:
             return
         pending, self._pending = self._pending, []
         finite = torch.isfinite(torch.stack([step.loss.float() for step in pending]))
-        if bool(finite.all()):
+        bad_here = not bool(finite.all())
+        bad = bad_here
+        if all_ranks and getattr(trainer, "world_size", 1) > 1:
+            bad = trainer.strategy.reduce_boolean_decision(bad_here, all=False)
+        if not bad:
             return
+        if not bad_here:
+            raise NonFiniteLossError(
+                f"The training loss became NaN/inf on another process by epoch "
+                f"{trainer.current_epoch}, global step {trainer.global_step}: training stopped."
+            )
         first = pending[int((~finite).nonzero()[0])]
         raise NonFiniteLossError(
             f"The training loss is {float(first.loss)} at epoch {first.epoch}, batch {first.batch} "
