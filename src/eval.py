@@ -10,7 +10,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import src.utils  # noqa: F401  (registers the config resolvers)
-from src.utils.checkpoint import load_checkpoint, merge_for_eval, run_config_from_checkpoint
+from src.utils.checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    merge_for_eval,
+    run_config_from_checkpoint,
+)
+from src.utils.cli import run_entry_point
 from src.utils.logging_utils import get_logger
 from src.utils.run_artifacts import record_run, to_floats
 from src.utils.run_setup import build_trainer, prepare_run
@@ -26,11 +32,12 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
         cfg = merge_for_eval(
             run_config_from_checkpoint(checkpoint, cfg.ckpt_path), cfg, overrides or []
         )
-        del checkpoint  # Lightning reads it again, into the model, below
         validate_config(cfg)
         prepare_run(cfg)
         datamodule = instantiate(cfg.data, _convert_="all")
         model = instantiate(cfg.model, _convert_="all")
+        check_compatible(checkpoint, model, cfg.ckpt_path, cfg)
+        del checkpoint  # Lightning reads it again, into the model, below
         trainer = build_trainer(cfg)
         results = trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         record.add_metrics(to_floats(results[0]) if results else {})
@@ -45,4 +52,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main, "eval")

@@ -3,6 +3,7 @@
 python src/train.py                                  # digits + MLP on CPU, under a minute
 python src/train.py model=resnet data=cifar10 trainer=gpu
 python src/train.py -m optimizer.lr=1e-3,1e-2 seed=1,2,3
+python src/train.py resume=logs/train/runs/<run>        # continue a run in its own directory
 """
 
 import hydra
@@ -11,7 +12,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import src.utils  # noqa: F401  (registers the config resolvers)
+from src.utils.cli import run_entry_point
 from src.utils.logging_utils import get_logger
+from src.utils.resume import checkpoint_to_resume, checkpoints_in_run
 from src.utils.run_artifacts import record_run, to_floats
 from src.utils.run_setup import (
     build_trainer,
@@ -19,7 +22,7 @@ from src.utils.run_setup import (
     log_hyperparameters,
     prepare_run,
 )
-from src.utils.validate import validate_config
+from src.utils.validate import check_data_available, validate_config
 
 log = get_logger(__name__)
 
@@ -42,21 +45,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the best checkpoint, write the run's artifacts; return every final metric."""
     with record_run("train", cfg.paths.output_dir) as record:
         validate_config(cfg)
+        ckpt_path = checkpoint_to_resume(cfg)
+        record.extra["resumed_from"] = ckpt_path
         prepare_run(cfg)
         datamodule = instantiate(cfg.data, _convert_="all")
+        check_data_available(datamodule)
         model = instantiate(cfg.model, _convert_="all")
         trainer = build_trainer(cfg, run_config=OmegaConf.to_container(cfg, resolve=True))
         check_monitored_metrics(cfg, trainer, model)
         log_hyperparameters(cfg, trainer, model)
 
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         record.add_metrics({k: v for k, v in trainer.callback_metrics.items() if "/" in k})
         if cfg.get("test", True):
             record.add_metrics(test_best_checkpoint(trainer, model, datamodule))
 
         callback = trainer.checkpoint_callback
         record.best_model_path = getattr(callback, "best_model_path", None) or None
-        record.last_model_path = getattr(callback, "last_model_path", None) or None
+        record.last_model_path = next(map(str, checkpoints_in_run(cfg.paths.output_dir)), None)
     log.info(
         "Metrics: %s",
         {k: round(v, 4) if isinstance(v, float) else v for k, v in record.metrics.items()},
@@ -73,4 +79,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main, "train", resume=True)

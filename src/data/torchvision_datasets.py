@@ -51,7 +51,7 @@ class TorchvisionDataModule(InMemoryDataModule):
         where = (self._root() / self.folder).resolve()
         return DatasetNotFoundError(
             f"{self.name} files are missing under {where} and could not be downloaded "
-            f"({type(err).__name__}: {err}). Put {', '.join(self.files)} there, or point "
+            f"({type(err).__name__}: {' '.join(str(err).split())}). Put {', '.join(self.files)} there, or point "
             f"paths.data_dir at a folder that holds {self.folder}/ (e.g. paths.data_dir=/datasets)."
         )
 

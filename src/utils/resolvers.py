@@ -22,4 +22,6 @@ def _run_token() -> str:
 def register_resolvers() -> None:
     """Register `${project_root:}` and `${run_token:}` (idempotent)."""
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
-    OmegaConf.register_new_resolver("run_token", _run_token, replace=True)
+    # use_cache: the value is stored in the config, so launchers that rebuild the config in another
+    # process (submitit on SLURM, and its requeue) copy it instead of drawing a new token
+    OmegaConf.register_new_resolver("run_token", _run_token, replace=True, use_cache=True)

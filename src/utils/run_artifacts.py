@@ -7,6 +7,7 @@ sweep summary can list failed jobs with their error and nothing half-done passes
 
 import json
 import math
+import signal
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -55,21 +56,49 @@ def _write_json(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
+def _interruption(exc: BaseException) -> str | None:
+    """'Ctrl+C' or 'SIGTERM' when `exc` is how Lightning passes one on, else None.
+
+    Lightning turns Ctrl+C during `fit` into `sys.exit(1)` (raised while handling the
+    KeyboardInterrupt) and SIGTERM into `SIGTERMException`, a `SystemExit` with no code.
+    """
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    if isinstance(exc, SIGTERMException):
+        return "SIGTERM"
+    if isinstance(exc, KeyboardInterrupt) or (
+        isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
+    ):
+        return "Ctrl+C"
+    return None
+
+
 @contextmanager
 def record_run(task: str, output_dir: str | Path) -> Iterator[RunRecord]:
-    """Time the run and write `results.json` at the end, `completed` or `failed` with the error."""
+    """Time the run and write `results.json` at the end: `completed`, `failed` or `interrupted`.
+
+    After SIGTERM the process exits with status 143 (128 + SIGTERM) rather than the 0 of
+    Lightning's bare `SystemExit`, so a scheduler or shell sees that the run did not finish.
+    A re-run of an existing run directory (`resume=`) that is rejected before training leaves that
+    run's `results.json` as it was: the attempt changed nothing there.
+    """
     record = RunRecord(task=task, output_dir=Path(output_dir))
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S"), time.perf_counter()
-    status, error = "completed", None
+    status, error, keep_previous = "completed", None, False
     try:
         yield record
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        path = record.output_dir / RESULTS_FILE
+        keep_previous = getattr(exc, "before_training", False) and path.is_file()
+        interruption = _interruption(exc)
+        status = "interrupted" if interruption else "failed"
         error = {
             "type": type(exc).__name__,
-            "message": str(exc),
+            "message": f"interrupted by {interruption}" if interruption else str(exc),
             "traceback": traceback.format_exc(limit=20),
         }
+        if interruption == "SIGTERM":
+            raise SystemExit(128 + signal.SIGTERM) from exc
         raise
     finally:
         payload = {
@@ -85,7 +114,10 @@ def record_run(task: str, output_dir: str | Path) -> Iterator[RunRecord]:
         }
         if error:
             payload["error"] = error
-        _write_json(record.output_dir / RESULTS_FILE, payload)
+        if keep_previous:
+            log.warning("Rejected before training: %s of this run left as it was.", RESULTS_FILE)
+        else:
+            _write_json(record.output_dir / RESULTS_FILE, payload)
 
 
 @rank_zero_only

@@ -21,6 +21,9 @@ QUIET_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning internals on torch >= 2.10
     r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint.*",  # eval/test
     r".*does not have many workers.*",  # our in-memory loaders need none
+    # a fresh run with an interrupt checkpoint configured (src/utils/resume.py picks what to resume)
+    r".*\(ckpt_path=None\)` was called without a model.*",
+    r".*ckpt_path=\"last\"\) is set, but there is no last checkpoint available.*",
 )
 
 CONFIG_ORDER = (
@@ -70,6 +73,8 @@ def check_monitored_metrics(
     logged = getattr(model, "LOGGED_METRICS", None)
     if logged is None:
         return
+    if cfg.get("monitor"):  # the key users set; the callbacks below copy it by interpolation
+        validate_monitor(cfg.monitor.get("metric"), logged, "monitor.metric")
     for callback in trainer.callbacks:
         monitor = getattr(callback, "monitor", None)
         if monitor is not None:

@@ -4,11 +4,13 @@ Hydra already rejects unknown group options and misspelled keys (the configs are
 this module covers the values inside the keys.
 """
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from src.utils.errors import ConfigError
 
@@ -31,33 +33,45 @@ def _select(cfg: DictConfig, key: str):
     return node
 
 
-def _available_devices(accelerator: str) -> int | None:
+def _resolve_accelerator(accelerator: str) -> str:
+    """What Lightning's `accelerator: auto` picks on this machine."""
+    if accelerator != "auto":
+        return accelerator
+    if torch.cuda.is_available():
+        return "gpu"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def _available_devices(accelerator: str) -> int:
     if accelerator in ("gpu", "cuda"):
         return torch.cuda.device_count()
     if accelerator == "mps":
         return int(torch.backends.mps.is_available())
-    return None  # cpu: Lightning simulates any number of processes
+    # cpu: one process per device, at most one per core this process may use
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _check_devices(cfg: DictConfig) -> None:
     trainer = cfg.get("trainer") or {}
     accelerator, devices = trainer.get("accelerator", "auto"), trainer.get("devices", "auto")
-    if accelerator in ("gpu", "cuda", "mps"):
-        available = _available_devices(accelerator)
-        if available == 0:
-            raise ConfigError(
-                f"trainer.accelerator={accelerator!r} but this machine has no {accelerator.upper()} "
-                "device. Allowed here: trainer=cpu (or trainer=default, which picks what exists)."
-            )
-        if isinstance(devices, int) and not isinstance(devices, bool) and devices > available:
-            raise ConfigError(
-                f"trainer.devices={devices} but this machine has {available} {accelerator.upper()} "
-                f"device(s). Allowed: 1..{available}, -1 or 'auto' (all of them)."
-            )
+    kind = _resolve_accelerator(accelerator)
+    available = _available_devices(kind)
+    if kind in ("gpu", "cuda", "mps") and available == 0:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r} but this machine has no {kind.upper()} "
+            "device. Allowed here: trainer=cpu (or trainer=default, which picks what exists)."
+        )
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > available:
+        unit = "CPU core(s)" if kind == "cpu" else f"{kind.upper()} device(s)"
+        raise ConfigError(
+            f"trainer.devices={devices} but this machine has {available} {unit}"
+            f"{f' (trainer.accelerator=auto picks {kind})' if accelerator == 'auto' else ''}. "
+            f"Allowed: 1..{available}, -1 or 'auto' (all of them)."
+        )
     if (
         isinstance(devices, int)
         and not isinstance(devices, bool)
-        and devices == 0
+        and (devices == 0 or devices < -1)
         or devices in ([], "")
     ):
         raise ConfigError(
@@ -101,3 +115,16 @@ def validate_monitor(monitor: str | None, logged_metrics: Iterable[str], where: 
         raise ConfigError(
             f"{where}={monitor!r} is never logged by this model. Allowed: {', '.join(logged)}."
         )
+
+
+@rank_zero_only
+def check_data_available(datamodule) -> None:
+    """Missing dataset files (with no network to download them) fail here, before the trainer or a
+    logger writes anything, instead of inside `trainer.fit`.
+
+    `prepare_data` is the hook Lightning calls once per node to download; called here first (by
+    rank 0), Lightning's own call then finds the files or the decoded cache and returns at once.
+    """
+    prepare = getattr(datamodule, "prepare_data", None)
+    if callable(prepare):
+        prepare()

@@ -1,0 +1,124 @@
+"""Stop training at the first NaN/inf loss, naming the step, before any checkpoint holds bad weights.
+
+Lightning has no such check for the training loss: `EarlyStopping(check_finite=True)` looks only at
+the monitored validation metric, once per epoch, after the bad weights were already validated and
+possibly saved as `last.ckpt`; `detect_anomaly` slows every step down several times.
+
+Cost per step: reading a loss value on the host forces a GPU sync, so losses are kept on their
+device and checked in one go every `check_every_n_steps` steps (on the CPU, where reading is free,
+every step). However long the window, nothing bad is ever written: the pending losses are also
+checked at the last batch of each epoch (before validation and `ModelCheckpoint`) and whenever any
+checkpoint is about to be written, together with the weights themselves (an overflowed gradient can
+turn the weights non-finite while the loss that produced it was still finite).
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from src.utils.errors import NonFiniteLossError
+
+
+class _Step(NamedTuple):
+    epoch: int
+    batch: int
+    global_step: int
+    loss: Tensor
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    def __init__(self, check_every_n_steps: int = 50) -> None:
+        if check_every_n_steps < 1:
+            raise ValueError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
+        self.check_every_n_steps = check_every_n_steps
+        self._pending: list[_Step] = []
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if not isinstance(loss, Tensor):
+            return  # training_step returned None: the batch was skipped
+        self._pending.append(
+            _Step(trainer.current_epoch, batch_idx, trainer.global_step, loss.detach())
+        )
+        every = 1 if loss.device.type == "cpu" else self.check_every_n_steps
+        last_batch = batch_idx + 1 >= trainer.num_training_batches
+        if len(self._pending) >= every or last_batch:
+            self.check_losses(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        # no collective here: a save can come from one rank's exception handler
+        self.check_losses(trainer, all_ranks=False)
+        self.check_weights(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check_losses(trainer)
+
+    def check_losses(self, trainer: pl.Trainer, all_ranks: bool = True) -> None:
+        """One host sync for all pending losses; raise at the first non-finite one.
+
+        Under DDP every rank checks at the same batches and they agree (one all-reduce of a flag),
+        so all stop together instead of the healthy ranks waiting forever for the stopped one.
+        """
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        finite = torch.isfinite(torch.stack([step.loss.float() for step in pending]))
+        bad_here = not bool(finite.all())
+        bad = bad_here
+        if all_ranks and getattr(trainer, "world_size", 1) > 1:
+            bad = trainer.strategy.reduce_boolean_decision(bad_here, all=False)
+        if not bad:
+            return
+        if not bad_here:
+            raise NonFiniteLossError(
+                f"The training loss became NaN/inf on another process by epoch "
+                f"{trainer.current_epoch}, global step {trainer.global_step}: training stopped."
+            )
+        first = pending[int((~finite).nonzero()[0])]
+        raise NonFiniteLossError(
+            f"The training loss is {float(first.loss)} at epoch {first.epoch}, batch {first.batch} "
+            f"(global step {first.global_step}): training stopped there, and no checkpoint was "
+            f"written after it. {_last_good(trainer)} Try a lower optimizer.lr, "
+            "trainer.gradient_clip_val=1.0, or trainer.precision=32-true."
+        )
+
+    def check_weights(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        params = [p.detach() for p in pl_module.parameters()]
+        if not params or bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            return
+        bad = next(name for name, p in pl_module.named_parameters() if not torch.isfinite(p).all())
+        raise NonFiniteLossError(
+            f"Parameter {bad!r} became NaN/inf by epoch {trainer.current_epoch} (global step "
+            f"{trainer.global_step}) although the loss was finite (an overflowed gradient): "
+            f"training stopped and this checkpoint was not written. {_last_good(trainer)} "
+            "Try trainer.gradient_clip_val=1.0 or a lower optimizer.lr."
+        )
+
+
+def _last_good(trainer: pl.Trainer) -> str:
+    """The checkpoint written most recently by any ModelCheckpoint (all written before the fault)."""
+    paths = {
+        Path(path)
+        for callback in trainer.checkpoint_callbacks
+        for path in (
+            getattr(callback, "last_model_path", ""),
+            getattr(callback, "best_model_path", ""),
+        )
+        if path and Path(path).is_file()
+    }
+    if not paths:
+        return "There is no earlier checkpoint."
+    return f"Last good checkpoint: {max(paths, key=lambda p: p.stat().st_mtime_ns)}."

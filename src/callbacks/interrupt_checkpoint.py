@@ -1,0 +1,41 @@
+"""On Ctrl+C, SIGTERM or an exception in the middle of training, save where training got to.
+
+Lightning's `OnExceptionCheckpoint` does the saving (and deletes the file again once a later fit of
+the same run completes). This subclass only declines to save what no one should resume from: the
+weights after a non-finite loss, and a model that never took a step (the run failed while loading
+data or restoring a checkpoint, so there is nothing to keep and a file would look like a result).
+"""
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import OnExceptionCheckpoint
+from pytorch_lightning.trainer.states import TrainerFn
+
+from src.utils.errors import NonFiniteLossError
+from src.utils.logging_utils import get_logger
+
+log = get_logger(__name__)
+
+
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    def __init__(self, dirpath: str, filename: str = "interrupted") -> None:
+        super().__init__(dirpath=dirpath, filename=filename)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, NonFiniteLossError):
+            return
+        if trainer.state.fn != TrainerFn.FITTING or trainer.global_step == 0:
+            return
+        super().on_exception(trainer, pl_module, exception)
+        log.warning(
+            "%s at epoch %d, global step %d: saved %s; continue with "
+            "`python src/train.py resume=%s`.",
+            type(exception).__name__,
+            trainer.current_epoch,
+            trainer.global_step,
+            self.ckpt_path,
+            Path(self.dirpath).parent,
+        )
