@@ -40,6 +40,7 @@ RESULTS_FILE = "results.json"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 SEED_KEY = "seed"
 MODES = ("max", "min")
+STATUSES = ("completed", "failed", "interrupted", "missing")
 #: how many rows of the table the end-of-sweep log shows (the files hold every row)
 LOGGED_ROWS = 10
 
@@ -60,7 +61,10 @@ class Summary:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self.jobs["status"].value_counts().items()}
+        """Jobs per status: completed, failed, interrupted, missing (then any other)."""
+        found = self.jobs["status"].value_counts()
+        order = [*STATUSES, *sorted(set(found.index) - set(STATUSES))]
+        return {status: int(found[status]) for status in order if status in found}
 
 
 # ---- reading what the jobs left --------------------------------------------------------------
