@@ -257,6 +257,28 @@ def test_summary_cli_names_a_directory_that_is_not_a_sweep(tmp_path, capsys):
         sweep_summary.main([str(tmp_path), "--mode", "best"])
 
 
+def test_a_worker_process_resolves_the_sweep_directory_of_its_parent():
+    """Hydra hands each job the sweep's resolver cache (`OmegaConf.copy_cache`): `${run_token:}`
+    must come from it, not from the worker's own token, or jobs land in another directory."""
+    from src.utils.resolvers import _run_token
+
+    def sweep_config():
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            return compose("train", return_hydra_config=True)
+
+    parent = sweep_config()
+    sweep_dir = parent.hydra.sweep.dir
+    _run_token.cache_clear()  # a fresh process draws a new token
+    try:
+        assert sweep_config().hydra.sweep.dir != sweep_dir
+        job = sweep_config()
+        OmegaConf.copy_cache(from_config=parent, to_config=job)
+        assert job.hydra.sweep.dir == sweep_dir
+    finally:
+        _run_token.cache_clear()
+
+
 def test_a_diverged_run_is_recorded_as_failed(make_cfg):
     cfg = make_cfg("train", [*FAST, "debug=nan_loss"])
     with pytest.raises(FloatingPointError, match=r"train/loss=nan"):

@@ -118,10 +118,10 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         row.update(status="missing", error="no results.json (still running, or killed)")
         row["run_dir"] = str(job_dir)
         return row
-    error = results.get("error") or {}
+    error = results.get("error")
     row.update(
         status=results.get("status", "unknown"),
-        error=f"{error.get('type', '')}: {error.get('message', '')}".strip(": ") or None,
+        error=f"{error.get('type')}: {error.get('message')}" if error else None,
         wall_time_s=results.get("wall_time_s"),
         run_dir=results.get("output_dir") or str(job_dir),
     )
@@ -175,10 +175,13 @@ def summarize(
         log.warning("No optimized metric in the jobs' results: the summary is not sorted.")
     else:
         # completed jobs first, each group by the metric (a failed job's partial metrics rank last)
-        frame = frame.assign(_done=frame["status"] != "completed").sort_values(
-            ["_done", metric], ascending=[True, mode == "min"], na_position="last", kind="stable"
+        frame = frame.assign(_unfinished=frame["status"] != "completed").sort_values(
+            ["_unfinished", metric],
+            ascending=[True, mode == "min"],
+            na_position="last",
+            kind="stable",
         )
-        frame = frame.drop(columns="_done")
+        frame = frame.drop(columns="_unfinished")
     columns = ["job", *swept, "status", *_metric_columns(frame, metric), "wall_time_s"]
     columns += [c for c in frame.columns if c not in columns]  # all other metrics, error, run_dir
     frame = frame[[c for c in columns if c in frame.columns]].reset_index(drop=True)
