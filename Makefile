@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast eval sweep bench lint format clean
+.PHONY: help install train test test-fast eval sweep search summary bench lint format clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,13 +39,20 @@ DATA_DIR ?= $(if $(wildcard ../shared/datasets/MNIST/raw),../shared/datasets,dat
 bench: $(STAMP) ## speed: plain PyTorch loop vs train.py on MNIST (DATA_DIR=folder holding MNIST/raw)
 	$(PY) bench/bench_train.py --data-dir $(DATA_DIR) $(ARGS)
 
+search: $(STAMP) ## an Optuna study on digits (run it again to resume): make search ARGS="hydra.sweeper.n_trials=30"
+	$(PY) src/train.py -m hparams_search=digits_optuna $(ARGS)
+
+summary: $(STAMP) ## rebuild a sweep's summary: make summary SWEEP=logs/train/multiruns/<run>
+	@test -n "$(SWEEP)" || (echo "usage: make summary SWEEP=path/to/sweep_dir" && exit 2)
+	$(PY) -m src.sweeps.summary $(SWEEP) $(ARGS)
+
 lint: $(STAMP) ## ruff lint + format check
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench hydra_plugins
+	$(VENV)/bin/ruff format --check src tests bench hydra_plugins
 
 format: $(STAMP) ## ruff fix + format
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench hydra_plugins
+	$(VENV)/bin/ruff format src tests bench hydra_plugins
 
 clean: ## remove run outputs, caches (keeps .venv and data/)
 	rm -rf logs/* .pytest_cache .ruff_cache outputs multirun lightning_logs

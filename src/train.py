@@ -12,7 +12,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import src.utils  # noqa: F401  (registers the config resolvers)
+from src.sweeps.job import run_task
 from src.utils.cli import run_entry_point
+from src.utils.finite import fail_if_diverged
 from src.utils.logging_utils import get_logger
 from src.utils.resume import checkpoint_to_resume, checkpoints_in_run
 from src.utils.run_artifacts import record_run, to_floats
@@ -57,6 +59,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         record.add_metrics({k: v for k, v in trainer.callback_metrics.items() if "/" in k})
+        fail_if_diverged(record.metrics, epochs=trainer.current_epoch)
         if cfg.get("test", True):
             record.add_metrics(test_best_checkpoint(trainer, model, datamodule))
 
@@ -74,8 +77,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
-    return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
+    # in a multirun: a failed job returns NaN and the sweep goes on; DDP ranks stay in the job's dir
+    return run_task(train, cfg, script=__file__)
 
 
 if __name__ == "__main__":

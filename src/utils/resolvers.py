@@ -14,7 +14,10 @@ def _run_token() -> str:
     """A short random token, fixed for the life of the process.
 
     Appended to timestamped run directories so two runs started in the same second (two terminals,
-    two SLURM jobs on a shared disk) never share or overwrite a directory.
+    two SLURM jobs on a shared disk) never share or overwrite a directory. Registered with
+    `use_cache=True`, like Hydra's `${now:}`: Hydra copies a sweep's resolved values into each job's
+    config, so a job run by a joblib or submitit worker process lands in its sweep's directory, not
+    in one named by the worker's own token.
     """
     return secrets.token_hex(3)
 

@@ -1,0 +1,67 @@
+"""Run a task function under `@hydra.main`: as a single run, or as one job of a multirun.
+
+A single run behaves as a plain call: an exception ends it with a traceback and exit code 1.
+In a multirun, one failed job must not end the sweep (Hydra's launchers stop at the first
+exception, and the Optuna sweeper stops its study): the job's `results.json` already says
+`failed` with the error (`record_run`), so here the error is logged and the job returns NaN,
+which the Optuna sweeper records as a failed trial; the sweep goes on and its summary lists the
+job as failed. Ctrl+C still stops the whole sweep. DDP jobs keep their ranks in their own
+directory (`src.sweeps.ddp`).
+"""
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from src.sweeps.ddp import ranks_join_this_job
+from src.utils.logging_utils import get_logger
+
+log = get_logger(__name__)
+
+Task = Callable[[DictConfig], dict[str, float]]
+
+
+def in_multirun() -> bool:
+    """True inside a job of `python src/<task>.py -m ...` (any launcher, any sweeper)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def optimized_value(metrics: dict[str, float], cfg: DictConfig) -> float | None:
+    """The value a sweeper optimizes: `metrics[cfg.optimized_metric]` (None when not configured)."""
+    key = cfg.get("optimized_metric")
+    if not key:
+        return None
+    if key not in metrics:
+        log.warning(
+            "optimized_metric=%r was not produced by this run (got %s).", key, list(metrics)
+        )
+        return None
+    return metrics[key]
+
+
+def run_task(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
+    """`task(cfg)`, then the optimized metric; in a multirun a failure returns NaN instead of raising.
+
+    `script` is the entry point's file (`__file__`): DDP ranks of a multirun job run it again.
+    """
+    if not in_multirun():
+        return optimized_value(task(cfg), cfg)
+    try:
+        with ranks_join_this_job(script):
+            metrics = task(cfg)
+    except Exception as exc:
+        hydra_cfg = HydraConfig.get()
+        log.error(
+            "Job #%s (%s) failed, the sweep goes on (its results.json has the error): %s: %s",
+            hydra_cfg.job.num,
+            " ".join(hydra_cfg.overrides.task),
+            type(exc).__name__,
+            exc,
+            exc_info=True,
+        )
+        return math.nan
+    return optimized_value(metrics, cfg)
