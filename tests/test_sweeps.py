@@ -281,10 +281,17 @@ def test_a_worker_process_resolves_the_sweep_directory_of_its_parent():
 
 def test_a_diverged_run_is_recorded_as_failed(make_cfg):
     cfg = make_cfg("train", [*FAST, "debug=nan_loss"])
-    with pytest.raises(FloatingPointError, match=r"train/loss=nan"):
+    # the step-level guard (callbacks.finite_loss) stops it first; fail_if_diverged backs it up
+    with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 0"):
         train(cfg)
     done = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
-    assert done["status"] == "failed" and done["error"]["type"] == "FloatingPointError"
+    assert done["status"] == "failed" and "nan" in done["error"]["message"]
+
+
+def test_a_diverged_run_without_the_step_guard_is_still_failed(make_cfg):
+    cfg = make_cfg("train", [*FAST, "debug=nan_loss", "~callbacks.finite_loss"])
+    with pytest.raises(FloatingPointError, match=r"train/loss=nan"):
+        train(cfg)
 
 
 def test_resumed_study_runs_only_the_missing_trials_and_numbers_on(tmp_path):
