@@ -20,6 +20,7 @@ from src.utils.cli import run_entry_point
 from src.utils.logging_utils import get_logger
 from src.utils.run_artifacts import record_run, to_floats
 from src.utils.run_setup import build_trainer, prepare_run
+from src.utils.run_summary import eval_summary, log_summary
 from src.utils.validate import validate_config
 
 log = get_logger(__name__)
@@ -42,7 +43,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
         results = trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         record.add_metrics(to_floats(results[0]) if results else {})
         record.best_model_path = str(cfg.ckpt_path)
-    log.info("Test metrics of %s: %s", cfg.ckpt_path, record.metrics)
+    log_summary(eval_summary(cfg, record))
     return record.metrics
 
 

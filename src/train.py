@@ -24,6 +24,7 @@ from src.utils.run_setup import (
     log_hyperparameters,
     prepare_run,
 )
+from src.utils.run_summary import log_summary, train_summary
 from src.utils.validate import check_data_available, validate_config
 
 log = get_logger(__name__)
@@ -66,12 +67,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callback = trainer.checkpoint_callback
         record.best_model_path = getattr(callback, "best_model_path", None) or None
         record.last_model_path = next(map(str, checkpoints_in_run(cfg.paths.output_dir)), None)
-    log.info(
-        "Metrics: %s",
-        {k: round(v, 4) if isinstance(v, float) else v for k, v in record.metrics.items()},
-    )
-    log.info("Best checkpoint: %s", record.best_model_path)
-    log.info("Run directory: %s", cfg.paths.output_dir)
+    log_summary(train_summary(cfg, record, trainer))
     return record.metrics
 
 

@@ -19,15 +19,24 @@ log = get_logger(__name__)
 
 
 class History(pl.Callback):
-    def __init__(self, output_dir: str, plot: bool = True) -> None:
+    def __init__(
+        self, output_dir: str, plot: bool = True, monitor: str | None = None, mode: str = "min"
+    ) -> None:
         self.output_dir = Path(output_dir)
         self.plot = plot
+        self.monitor, self.mode = monitor, mode
         self.rows: list[dict[str, float]] = []
         self._epoch_start = self._val_start = 0.0
         self._val_time = 0.0
+        self._lrs: dict[str, float] = {}
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start, self._val_time = time.perf_counter(), 0.0
+        # the rate the epoch trains with (read at its end, an epoch scheduler has already stepped)
+        self._lrs = {
+            "lr" if i == 0 else f"lr_{i}": optimizer.param_groups[0]["lr"]
+            for i, optimizer in enumerate(trainer.optimizers)
+        }
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._val_start = time.perf_counter()
@@ -47,8 +56,7 @@ class History(pl.Callback):
                 if "/" in k and not k.startswith("test/")
             }
         )
-        for i, optimizer in enumerate(trainer.optimizers):
-            row["lr" if i == 0 else f"lr_{i}"] = optimizer.param_groups[0]["lr"]
+        row.update(self._lrs)
         epoch_time = time.perf_counter() - self._epoch_start
         row["epoch_time_s"] = round(epoch_time, 4)  # train + validation
         row["train_time_s"] = round(epoch_time - self._val_time, 4)
@@ -80,33 +88,63 @@ class History(pl.Callback):
             writer.writerows(self.rows)
 
     def write_curves(self) -> Path:
-        """Loss and each metric, train vs val, against epochs (matplotlib, imported only here)."""
+        """Loss first, then each metric, train vs val per epoch; `val/x_best` dashed on the `x` panel,
+        the best epoch (by `monitor`) marked, and the learning rate when it changes (matplotlib, imported
+        only here)."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        keys = {k for row in self.rows for k in row if k.startswith(("train/", "val/"))}
         names = sorted(
-            {
-                k.split("/", 1)[1]
-                for row in self.rows
-                for k in row
-                if k.startswith(("train/", "val/"))
-            }
+            {k.split("/", 1)[1] for k in keys if not k.endswith("_best")},
+            key=lambda name: (name != "loss", name),
         )
-        fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+        lrs = [row.get("lr", math.nan) for row in self.rows]
+        plot_lr = len({lr for lr in lrs if not math.isnan(lr)}) > 1
+        panels = len(names) + plot_lr
+        fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.5), squeeze=False)
         epochs = [row["epoch"] for row in self.rows]
-        for ax, name in zip(axes[0], names, strict=True):
+        best_epoch = self._best_epoch()
+
+        def series(key: str) -> list[float]:
+            return [row.get(key, math.nan) for row in self.rows]
+
+        for ax, name in zip(axes[0], names, strict=False):
             for stage in ("train", "val"):
-                values = [row.get(f"{stage}/{name}", math.nan) for row in self.rows]
+                values = series(f"{stage}/{name}")
                 if not all(math.isnan(v) for v in values):
                     ax.plot(epochs, values, marker="o", markersize=3, label=stage)
+                if f"{stage}/{name}_best" in keys:
+                    ax.plot(epochs, series(f"{stage}/{name}_best"), "--", label=f"{stage} best")
             ax.set_title(name)
+        if plot_lr:
+            ax = axes[0][-1]
+            ax.plot(epochs, lrs, marker="o", markersize=3, color="gray")
+            ax.set_title("learning rate")
+        for ax in axes[0]:
+            if best_epoch is not None:
+                ax.axvline(best_epoch, color="gray", linestyle=":", linewidth=1, label="best epoch")
             ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
             ax.grid(alpha=0.3)
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="small")
         fig.tight_layout()
         path = self.output_dir / "curves.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return path
+
+    def _best_epoch(self) -> int | None:
+        """The epoch whose `monitor` value is best (what the best checkpoint holds), if known."""
+        scored = [
+            (row[self.monitor], row["epoch"])
+            for row in self.rows
+            if self.monitor and not math.isnan(row.get(self.monitor, math.nan))
+        ]
+        if not scored:
+            return None
+        pick = max if self.mode == "max" else min
+        return int(pick(scored, key=lambda pair: pair[0])[1])

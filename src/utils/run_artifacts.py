@@ -36,6 +36,7 @@ class RunRecord:
     best_model_path: str | None = None
     last_model_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float | None = None  # set when the run ends
 
     def add_metrics(self, metrics: Mapping[str, Any]) -> None:
         for key, value in metrics.items():
@@ -101,13 +102,14 @@ def record_run(task: str, output_dir: str | Path) -> Iterator[RunRecord]:
             raise SystemExit(128 + signal.SIGTERM) from exc
         raise
     finally:
+        record.wall_time_s = round(time.perf_counter() - t0, 3)
         payload = {
             "status": status,
             "task": task,
             "metrics": record.metrics,
             "best_model_path": record.best_model_path,
             "last_model_path": record.last_model_path,
-            "wall_time_s": round(time.perf_counter() - t0, 3),
+            "wall_time_s": record.wall_time_s,
             "started_at": started,
             "output_dir": str(record.output_dir),
             **record.extra,

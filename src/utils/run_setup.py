@@ -7,9 +7,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.callbacks.run_config import RunConfigInCheckpoint
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from src.utils.loggers import log_tensorboard_hparams
 from src.utils.logging_utils import get_logger
 from src.utils.run_artifacts import print_config_tree, save_resolved_config
 from src.utils.validate import validate_monitor
@@ -100,5 +102,8 @@ def log_hyperparameters(cfg: DictConfig, trainer: pl.Trainer, model: pl.Lightnin
     hparams["model/params/trainable"] = sum(
         p.numel() for p in model.parameters() if p.requires_grad
     )
+    metrics = getattr(model, "LOGGED_METRICS", None) or [cfg.get("monitor", {}).get("metric")]
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
+        if isinstance(logger, TensorBoardLogger):
+            log_tensorboard_hparams(logger, hparams, [m for m in metrics if m])
