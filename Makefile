@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast eval sweep search summary bench lint format clean
+.PHONY: help install train test test-fast eval predict export sweep search summary bench lint format clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,14 @@ test-fast: $(STAMP) ## the fast tests only (skips those marked slow)
 eval: $(STAMP) ## evaluate a checkpoint: make eval CKPT=logs/train/runs/<run>/checkpoints/last.ckpt
 	@test -n "$(CKPT)" || (echo "usage: make eval CKPT=path/to/checkpoint.ckpt" && exit 2)
 	$(PY) src/eval.py ckpt_path=$(CKPT) $(ARGS)
+
+predict: $(STAMP) ## predict: make predict CKPT=path/to.ckpt INPUT=test|folder|image|file.pt (default test)
+	@test -n "$(CKPT)" || (echo "usage: make predict CKPT=path/to/checkpoint.ckpt INPUT=test|folder|file.pt" && exit 2)
+	$(PY) src/predict.py ckpt_path=$(CKPT) input=$(or $(INPUT),test) $(ARGS)
+
+export: $(STAMP) ## export net.pt, TorchScript and ONNX (each checked): make export CKPT=path/to.ckpt
+	@test -n "$(CKPT)" || (echo "usage: make export CKPT=path/to/checkpoint.ckpt" && exit 2)
+	$(PY) src/export.py ckpt_path=$(CKPT) $(ARGS)
 
 sweep: $(STAMP) ## a small grid sweep: learning rate x seed, with a summary table at the end
 	$(PY) src/train.py -m optimizer.lr=1e-3,1e-2 seed=1,2 $(ARGS)

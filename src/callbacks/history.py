@@ -72,7 +72,10 @@ class History(pl.Callback):
         return {"rows": self.rows}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rows = list(state_dict.get("rows", []))
+        # Lightning restores callback state for test/predict too: testing the best checkpoint after a
+        # fit must not roll the table back to that epoch. Only a fresh callback (a resume) takes it.
+        if not self.rows:
+            self.rows = list(state_dict.get("rows", []))
 
     # ---- outputs ------------------------------------------------------------------------------
     @property
