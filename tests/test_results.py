@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,12 @@ def run(tmp_path_factory, cache_dir):
     capture = _Capture()
     summary_log = logging.getLogger("src.utils.run_summary")
     summary_log.addHandler(capture)
+    level, summary_log.level = summary_log.level, logging.INFO
     try:
         metrics = train(cfg)
     finally:
         summary_log.removeHandler(capture)
+        summary_log.setLevel(level)
     results = json.loads((out / "results.json").read_text())
     return {
         "cfg": cfg,
@@ -160,9 +163,12 @@ def test_mlflow_file_store_holds_the_run(run):
 def test_wandb_offline_run_is_written(run):
     import wandb
 
-    wandb.finish()  # the run stays open until the process ends or the next one starts
+    wandb.finish()  # the run stays open until the process ends or the next run starts
     (offline,) = (run["out"] / "wandb").glob("offline-run-*")
     (log_file,) = offline.glob("run-*.wandb")
+    deadline = time.monotonic() + 20  # wandb's service may still be flushing the file
+    while log_file.stat().st_size < 1000 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert log_file.stat().st_size > 1000
 
 
@@ -232,6 +238,7 @@ def test_export_writes_checked_torchscript_and_onnx(exported):
         assert (out / name).stat().st_size > 0, name
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit.load.*deprecated")
 def test_onnx_and_torchscript_match_pytorch_on_another_batch_size(exported, run):
     """Checked here independently of export's own check, on 37 real test images."""
     import onnxruntime
@@ -279,7 +286,7 @@ def test_export_refuses_an_export_beyond_the_tolerance(run, make_cfg):
         "export",
         [f"ckpt_path={run['best']}", "export.formats=[torchscript]", "export.atol=0"],
     )
-    with pytest.raises(ExportError, match=r"torchscript export .* export.atol=0"):
+    with pytest.raises(ExportError, match=r"torchscript export .* by 0 .*\(export.atol=0\)"):
         export(cfg)
 
 
