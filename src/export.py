@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import src.utils  # noqa: F401  (registers the config resolvers)
-from src.utils.exporters import FILES, check_formats, export_net
+from src.utils.exporters import FILES, check_export_config, export_net
 from src.utils.logging_utils import get_logger
 from src.utils.restore import restore_run
 from src.utils.run_artifacts import record_run
@@ -28,7 +28,7 @@ log = get_logger(__name__)
 def export(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
     """Rebuild the checkpoint's model, export and check its network; return each max abs diff."""
     with record_run("export", cfg.paths.output_dir) as record:
-        formats = check_formats(list(cfg.export.formats))
+        formats = check_export_config(cfg.export)
         cfg, datamodule, model = restore_run(cfg, overrides)
         out = Path(cfg.paths.output_dir)
         OmegaConf.save(OmegaConf.to_container(cfg.model.net, resolve=True), out / "net.yaml")

@@ -150,14 +150,18 @@ def _has_plugin(acc, name: str) -> bool:
 
 
 def test_mlflow_file_store_holds_the_run(run):
+    """Read back through MLflow's own client: the store is one `mlflow ui` can show."""
+    from mlflow.tracking import MlflowClient
+
     store = run["out"].parent / "mlflow"  # logger.mlflow.tracking_uri: file:${paths.log_dir}/mlflow
-    metas = [p for p in store.glob("*/meta.yaml") if "name: train" in p.read_text()]
-    assert len(metas) == 1
-    (mlflow_run,) = [p.parent for p in metas[0].parent.glob("*/meta.yaml")]
-    assert len((mlflow_run / "metrics" / "val" / "acc").read_text().splitlines()) == EPOCHS
-    assert (mlflow_run / "metrics" / "test" / "acc").is_file()
-    assert (mlflow_run / "params" / "optimizer" / "lr").read_text() == str(run["cfg"].optimizer.lr)
-    assert (mlflow_run / "tags" / "run_dir").read_text() == str(run["out"])
+    assert store.is_dir()
+    client = MlflowClient(f"file:{store}")
+    experiment = client.get_experiment_by_name("train")
+    (mlflow_run,) = client.search_runs([experiment.experiment_id])
+    assert mlflow_run.data.tags["run_dir"] == str(run["out"])
+    assert mlflow_run.data.params["optimizer/lr"] == str(run["cfg"].optimizer.lr)
+    assert len(client.get_metric_history(mlflow_run.info.run_id, "val/acc")) == EPOCHS
+    assert mlflow_run.data.metrics["test/acc"] == pytest.approx(run["metrics"]["test/acc"])
 
 
 def test_wandb_offline_run_is_written(run):
@@ -290,9 +294,17 @@ def test_export_refuses_an_export_beyond_the_tolerance(run, make_cfg):
         export(cfg)
 
 
-def test_export_rejects_an_unknown_format(run, make_cfg):
-    cfg = make_cfg("export", [f"ckpt_path={run['best']}", "export.formats=[tflite]"])
-    with pytest.raises(ConfigError, match=r"export.formats=.*tflite.*allowed"):
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("export.formats=[tflite]", r"export.formats=.*tflite.*allowed"),
+        ("export.atol=-1", r"export.atol=-1 is not allowed"),
+        ("export.batch_size=0", r"export.batch_size=0 is not allowed"),
+    ],
+)
+def test_export_rejects_bad_settings(run, make_cfg, override, message):
+    cfg = make_cfg("export", [f"ckpt_path={run['best']}", override])
+    with pytest.raises(ConfigError, match=message):
         export(cfg)
 
 

@@ -28,12 +28,19 @@ class ExportError(RuntimeError):
     """An exported model that disagrees with the PyTorch one beyond the tolerance."""
 
 
-def check_formats(formats: list[str]) -> list[str]:
+def check_export_config(export_cfg) -> list[str]:
+    """`export.formats`, `export.atol`, `export.batch_size` checked before any work; the formats."""
+    formats = list(export_cfg.formats or [])
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ConfigError(
-            f"export.formats={list(formats)!r}: unknown {unknown}; allowed: any of {list(FORMATS)}."
+            f"export.formats={formats!r}: unknown {unknown}; allowed: any of {list(FORMATS)}."
         )
+    atol, batch_size = export_cfg.atol, export_cfg.batch_size
+    if isinstance(atol, bool) or not isinstance(atol, int | float) or atol < 0:
+        raise ConfigError(f"export.atol={atol!r} is not allowed: it must be a number >= 0.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"export.batch_size={batch_size!r} is not allowed: an integer >= 1.")
     return list(dict.fromkeys(formats))
 
 
@@ -125,7 +132,7 @@ def export_net(
         "onnx": lambda path: export_onnx(net, trace_batch, path, opset),
     }
     diffs = {}
-    for fmt in check_formats(formats):
+    for fmt in dict.fromkeys(formats):
         path = output_dir / FILES[fmt]
         diff = max_abs_diff(net, exporters[fmt](path), check_batch)
         log.info(

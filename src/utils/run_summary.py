@@ -94,7 +94,11 @@ def _logger_lines(trainer: Any) -> list[tuple[str, str]]:
         elif isinstance(logger, MLFlowLogger):
             uri = logger._tracking_uri or ""
             store = show_path(uri[len("file:") :]) if uri.startswith("file:") else uri
-            lines.append(("mlflow", f"mlflow ui --backend-store-uri {store}"))
+            if uri.startswith("file:"):  # the UI reads a file store only when allowed to
+                store = f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {store}"
+            else:
+                store = f"mlflow ui --backend-store-uri {store}"
+            lines.append(("mlflow", store))
         elif isinstance(logger, WandbLogger) and logger.save_dir:
             runs = sorted(Path(logger.save_dir, "wandb").glob("offline-run-*"))
             if runs:
