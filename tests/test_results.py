@@ -22,6 +22,8 @@ from src.predict import predict
 from src.train import train
 from src.utils.errors import ConfigError
 from src.utils.exporters import ExportError
+from src.utils.run_artifacts import RunRecord
+from src.utils.run_summary import train_summary
 from tests.helpers import FAST, ROOT, compose_config, run_cli
 
 EPOCHS = 3
@@ -97,6 +99,14 @@ def test_summary_names_metrics_files_and_the_eval_command(run):
     command = shlex.split(line.split("evaluate it", 1)[1])
     assert command[:2] == ["python", "src/eval.py"] and len(command) == 3
     assert Path(command[2].removeprefix("ckpt_path=")).resolve() == Path(run["best"]).resolve()
+
+
+def test_summary_without_checkpoint_or_test_says_so(make_cfg):
+    cfg = make_cfg("train", ["callbacks=none", "test=false"])
+    record = RunRecord("train", Path(cfg.paths.output_dir), metrics={"val/acc": 0.9})
+    text = train_summary(cfg, record, trainer=None)
+    assert "final" in text and "val/acc 0.9000" in text
+    assert "none saved" in text and "python src/" not in text and "test/" not in text
 
 
 def test_the_printed_eval_command_reproduces_the_test_metrics(run, make_cfg, caplog):

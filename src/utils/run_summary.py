@@ -92,13 +92,11 @@ def _logger_lines(trainer: Any) -> list[tuple[str, str]]:
         elif isinstance(logger, CSVLogger):
             lines.append(("csv log", show_path(Path(logger.log_dir) / "metrics.csv")))
         elif isinstance(logger, MLFlowLogger):
-            uri = logger._tracking_uri or ""
-            store = show_path(uri[len("file:") :]) if uri.startswith("file:") else uri
-            if uri.startswith("file:"):  # the UI reads a file store only when allowed to
-                store = f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {store}"
+            if logger.save_dir:  # a local file store, which the UI reads only when allowed to
+                ui = f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {show_path(logger.save_dir)}"
             else:
-                store = f"mlflow ui --backend-store-uri {store}"
-            lines.append(("mlflow", store))
+                ui = f"mlflow ui --backend-store-uri {getattr(logger, '_tracking_uri', '')}"
+            lines.append(("mlflow", ui))
         elif isinstance(logger, WandbLogger) and logger.save_dir:
             runs = sorted(Path(logger.save_dir, "wandb").glob("offline-run-*"))
             if runs:
@@ -125,6 +123,7 @@ def train_summary(cfg: DictConfig, record: RunRecord, trainer: Any) -> str:
         else {k: v for k, v in record.metrics.items() if k.startswith(("train/", "val/"))}
     )
     ckpt = record.best_model_path or record.last_model_path
+    tested = any(k.startswith("test/") for k in record.metrics)
     wall = f" in {record.wall_time_s:.1f} s" if record.wall_time_s is not None else ""
     table = [
         ("epochs", str(len(rows)) if rows else ""),
@@ -136,7 +135,10 @@ def train_summary(cfg: DictConfig, record: RunRecord, trainer: Any) -> str:
             f"best (epoch {int(best['epoch'])})" if best else "",
             f"{format_metrics(_epoch_metrics(best))}   [by {metric}, {mode}]" if best else "",
         ),
-        ("test (best ckpt)", format_metrics(record.metrics, ("test/",))),
+        (
+            "test (best ckpt)" if record.best_model_path else "test",
+            format_metrics(record.metrics, ("test/",)) if tested else "",
+        ),
         ("run directory", show_path(out)),
         ("best checkpoint", show_path(record.best_model_path) if record.best_model_path else ""),
         ("last checkpoint", show_path(record.last_model_path) if record.last_model_path else ""),
