@@ -27,14 +27,15 @@ log = get_logger(__name__)
 
 @torch.inference_mode()
 def predict_probabilities(
-    model, datamodule, images: torch.Tensor, batch_size: int, device
+    model, datamodule, inputs: PredictInputs, batch_size: int, device
 ) -> torch.Tensor:
-    """Softmax probabilities (N×classes, on the CPU) of raw images, normalized as in training."""
+    """Softmax probabilities (N×classes, on the CPU); raw images are normalized as in training."""
     model = model.to(device)
-    chunks = [
-        model(datamodule.normalize(images[i : i + batch_size].to(device))).softmax(dim=1).cpu()
-        for i in range(0, len(images), batch_size)
-    ]
+    chunks = []
+    for i in range(0, len(inputs.images), batch_size):
+        x = inputs.images[i : i + batch_size].to(device)
+        x = x.float() if inputs.normalized else datamodule.normalize(x)
+        chunks.append(model(x).softmax(dim=1).cpu())
     return torch.cat(chunks)
 
 
@@ -60,9 +61,7 @@ def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, fl
         cfg, datamodule, model = restore_run(cfg, overrides)
         inputs = load_inputs(cfg.input, datamodule)
         device = inference_device(cfg)
-        probs = predict_probabilities(
-            model, datamodule, inputs.images, cfg.data.eval_batch_size, device
-        )
+        probs = predict_probabilities(model, datamodule, inputs, cfg.data.eval_batch_size, device)
         output_file = Path(cfg.output_file)
         write_predictions(output_file, inputs, probs)
         record.add_metrics({"predict/count": len(inputs.ids)})

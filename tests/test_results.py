@@ -126,6 +126,13 @@ def test_history_has_one_row_per_epoch_and_curves_are_drawn(run):
     assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
     for column in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "epoch_time_s"):
         assert all(float(r[column]) >= 0 for r in rows), column
+    # the same values the CSVLogger got, epoch by epoch (train metrics are logged at epoch end,
+    # after callbacks' on_train_epoch_end: the table must not lag an epoch behind)
+    logged = {}
+    for r in _csv_rows(out / "csv" / "metrics.csv"):
+        if r["train/loss"]:
+            logged[int(r["epoch"])] = float(r["train/loss"])
+    assert [float(r["train/loss"]) for r in rows] == [logged[e] for e in range(EPOCHS)]
     png = (out / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     import matplotlib.image
@@ -261,7 +268,7 @@ def test_onnx_and_torchscript_match_pytorch_on_another_batch_size(exported, run)
     _, out = exported
     datamodule = instantiate(run["cfg"].data, _convert_="all")
     datamodule.setup("test")
-    x = datamodule.normalize(datamodule.splits["test"][0][-37:])
+    x = datamodule.splits["test"][0][-37:]  # normalized at setup, as the network sees it
     net = instantiate(run["cfg"].model.net).eval()
     net.load_state_dict(torch.load(out / "net.pt", weights_only=True))
     with torch.inference_mode():

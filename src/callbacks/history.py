@@ -29,8 +29,11 @@ class History(pl.Callback):
         self._epoch_start = self._val_start = 0.0
         self._val_time = 0.0
         self._lrs: dict[str, float] = {}
+        self._trainer: pl.Trainer | None = None
+        self._open = False  # the last row may still miss metrics logged after it was taken
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._complete_last_row()
         self._epoch_start, self._val_time = time.perf_counter(), 0.0
         # the rate the epoch trains with (read at its end, an epoch scheduler has already stepped)
         self._lrs = {
@@ -49,26 +52,45 @@ class History(pl.Callback):
         if trainer.sanity_checking:
             return
         row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        row.update(
-            {
-                k: float(v)
-                for k, v in trainer.callback_metrics.items()
-                if "/" in k and not k.startswith("test/")
-            }
-        )
+        row.update(self._epoch_metrics(trainer))
         row.update(self._lrs)
         epoch_time = time.perf_counter() - self._epoch_start
         row["epoch_time_s"] = round(epoch_time, 4)  # train + validation
         row["train_time_s"] = round(epoch_time - self._val_time, 4)
         self.rows.append(row)
-        if trainer.is_global_zero:
+        # Lightning calls this hook *before* the module's own on_train_epoch_end, where a module may
+        # log its epoch's train metrics (until then the previous epoch's values are still there):
+        # the row is completed, and written, by the next hook that runs after it.
+        self._trainer, self._open = trainer, True
+
+    @staticmethod
+    def _epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
+        return {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if "/" in k and not k.startswith("test/")
+        }
+
+    def _complete_last_row(self) -> None:
+        """Refresh the last row with what was logged after it was taken, then write the table."""
+        if not (self._open and self.rows and self._trainer is not None):
+            return
+        self._open = False
+        row = self.rows[-1]
+        row.update(self._epoch_metrics(self._trainer))  # now also what was logged after the hook
+        if self._trainer.is_global_zero:
             self.write_csv()
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._complete_last_row()
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._complete_last_row()
         if trainer.is_global_zero and self.plot and self.rows:
             self.write_curves()
 
     def state_dict(self) -> dict[str, Any]:
+        self._complete_last_row()  # ModelCheckpoint saves after the module's epoch-end hook
         return {"rows": self.rows}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """What `predict.py input=…` reads: a dataset split, a folder of images (or one image), or a tensor file.
 
-Every kind ends as the datamodule's own raw images (`N×C×H×W` at the dataset's pixel scale, e.g.
-0..255, or 0..16 for digits), so the datamodule's `normalize` then treats them exactly as it treats
-its training data. Images are read with Pillow (installed with torchvision and matplotlib).
+A split comes from the datamodule as it trains on it (already normalized). Image files and tensor
+files end as raw images `N×C×H×W` at the dataset's pixel scale (what its `load_splits()` returns:
+0..255, or 0..16 for digits), so the datamodule's own `normalize` then treats them exactly as it
+treats its training data. Images are read with Pillow (installed with torchvision and matplotlib).
 """
 
 from dataclasses import dataclass
@@ -24,9 +25,10 @@ class PredictInputs:
     """Images to predict, with an id per image and the true labels where the input has them."""
 
     ids: list[str]
-    images: Tensor  # N×C×H×W, raw pixel scale of the datamodule (uint8 or float)
+    images: Tensor  # N×C×H×W: raw pixel scale of the dataset (uint8 or float), or normalized
     labels: Tensor | None = None
     kind: str = "split"
+    normalized: bool = False  # True: ready for the network (a split); False: needs `normalize`
 
 
 def allowed() -> str:
@@ -59,7 +61,8 @@ def load_inputs(value: str, datamodule: InMemoryDataModule) -> PredictInputs:
 def _split(name: str, datamodule: InMemoryDataModule) -> PredictInputs:
     datamodule.setup("predict")
     images, labels = datamodule.splits[name]
-    return PredictInputs([f"{name}/{i}" for i in range(len(labels))], images, labels, "split")
+    ids = [f"{name}/{i}" for i in range(len(labels))]
+    return PredictInputs(ids, images.cpu(), labels.cpu(), "split", normalized=True)
 
 
 def _image_folder(folder: Path, datamodule: InMemoryDataModule) -> PredictInputs:
@@ -106,7 +109,8 @@ def _images(files: list[Path], root: Path, datamodule: InMemoryDataModule) -> Pr
 
 
 def _tensor_file(path: Path, datamodule: InMemoryDataModule) -> PredictInputs:
-    """`torch.save(images, path)`: N×C×H×W (or one C×H×W image) at the dataset's raw pixel scale."""
+    """`torch.save(images, path)`: N×C×H×W (or one C×H×W image) at the dataset's raw pixel scale
+    (uint8 0..255 for MNIST/CIFAR, 0..16 for digits: what `load_splits()` returns)."""
     try:
         images = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:

@@ -45,13 +45,14 @@ def check_export_config(export_cfg) -> list[str]:
 
 
 def real_batches(datamodule, batch_size: int, split: str = "test") -> tuple[Tensor, Tensor]:
-    """Two normalized batches of the run's own data: 2 images to trace with, `batch_size` to check on."""
+    """Two batches of the run's own data as the network sees them (the datamodule's splits are
+    normalized at setup): 2 images to trace with, `batch_size` others to check on."""
     datamodule.setup("test")
     images = datamodule.splits[split][0]
     if len(images) < 2 + batch_size:
         batch_size = max(1, len(images) - 2)
-    normalized = datamodule.normalize(images[: 2 + batch_size]).float()
-    return normalized[:2], normalized[2:]
+    batch = images[: 2 + batch_size].float().cpu()
+    return batch[:2], batch[2:]
 
 
 def save_state_dict(net: nn.Module, path: Path) -> Path:
