@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import src.utils  # noqa: F401  (registers the config resolvers)
+from src.utils.cli import run_entry_point
 from src.utils.exporters import FILES, check_export_config, export_net
 from src.utils.logging_utils import get_logger
 from src.utils.restore import restore_run
@@ -68,4 +69,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main, "export")

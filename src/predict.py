@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 import src.utils  # noqa: F401  (registers the config resolvers)
 from src.data.predict_inputs import PredictInputs, load_inputs
+from src.utils.cli import run_entry_point
 from src.utils.logging_utils import get_logger
 from src.utils.restore import inference_device, restore_run
 from src.utils.run_artifacts import record_run
@@ -93,4 +94,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry_point(main, "predict")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from src.utils.errors import ConfigError
+from src.utils.errors import ConfigError, TemplateError
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -24,8 +24,10 @@ FORMATS = ("torchscript", "onnx")
 FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
 
 
-class ExportError(RuntimeError):
+class ExportError(TemplateError, RuntimeError):
     """An exported model that disagrees with the PyTorch one beyond the tolerance."""
+
+    before_training = False
 
 
 def check_export_config(export_cfg) -> list[str]:

@@ -10,8 +10,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from src.utils.checkpoint import load_checkpoint, merge_for_eval, run_config_from_checkpoint
-from src.utils.errors import CheckpointError
+from src.utils.checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    merge_for_eval,
+    run_config_from_checkpoint,
+)
 from src.utils.run_setup import prepare_run
 from src.utils.validate import validate_config
 
@@ -29,18 +33,8 @@ def restore_run(
     prepare_run(cfg)
     datamodule = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
-    state = checkpoint.get("state_dict")
-    if not isinstance(state, dict):
-        raise CheckpointError(
-            f"{cfg.ckpt_path} holds no `state_dict`: it is not a Lightning checkpoint."
-        )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"The weights in {cfg.ckpt_path} do not fit the model its config builds "
-            f"(an override changed the model?): {str(err).splitlines()[0]}"
-        ) from None
+    check_compatible(checkpoint, model, cfg.ckpt_path, cfg)
+    model.load_state_dict(checkpoint["state_dict"])
     return cfg, datamodule, model.eval()
 
 
