@@ -26,8 +26,9 @@ RANDOM = ["model.net.dropout=0.3", "data.augment=true"]
 
 def history(run_dir: Path) -> list[dict[str, str]]:
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
-    for row in rows:
+    for row in rows:  # wall-clock columns differ between any two runs
         row.pop("epoch_time_s")
+        row.pop("train_time_s", None)
     return rows
 
 
