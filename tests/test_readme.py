@@ -1,9 +1,10 @@
 """Every `python src/...` command shown in README.md runs, as a user would type it.
 
 The rival template's README examples rotted because nothing ran them; here each one is a test case.
-Placeholders: `<run_dir>` becomes the directory of a real short run. Every command gets
-`paths.log_dir=<tmp>` (nothing lands in the repo's logs/) and, unless it sets one, a short
-`trainer.max_epochs`.
+`<run_dir>` becomes the directory of a real one-epoch run made by the command line. Every command
+gets `paths.log_dir=<tmp>` (nothing lands in the repo's logs/) and, unless it sets one, a short
+`trainer.max_epochs`. The Optuna commands share one log directory, so the second one must resume
+the study of the first.
 """
 
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FAST, ROOT, compose_config, run_cli
+from tests.helpers import ROOT, run_cli
 
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
 
@@ -30,20 +31,39 @@ def readme_commands() -> list[str]:
     return commands
 
 
-def expected_jobs(args: list[str]) -> int:
-    """A `-m` sweep over `a=1,2 b=3,4,5` runs 2*3 jobs."""
+def expected_statuses(args: list[str]) -> list[str]:
+    """What the results.json files of a command must say, sorted."""
     if "-m" not in args:
-        return 1
-    return math.prod(len(a.split("=", 1)[1].split(",")) for a in args if "=" in a and "," in a)
+        return ["completed"]
+    trials = [a.split("=", 1)[1] for a in args if a.startswith("hydra.sweeper.n_trials=")]
+    if trials:
+        return ["completed"] * int(trials[0])
+    jobs = math.prod(len(a.split("=", 1)[1].split(",")) for a in args if "=" in a and "," in a)
+    if any(a.startswith("debug=nan_loss") for a in args):  # one job's loss is made NaN on purpose
+        return ["completed"] * (jobs - 1) + ["failed"]
+    return ["completed"] * jobs
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    from src.train import train
+    """A real run made by the command line, so it has `.hydra/` as any user's run does."""
+    logs = tmp_path_factory.mktemp("readme_run")
+    result = run_cli(
+        [
+            "src/train.py",
+            "trainer.max_epochs=1",
+            f"paths.log_dir={logs}",
+            "extras.print_config=false",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (results,) = logs.rglob("results.json")
+    return results.parent
 
-    out = tmp_path_factory.mktemp("readme") / "run"
-    train(compose_config("train", out, [*FAST, "trainer.max_epochs=2"]))
-    return out
+
+@pytest.fixture(scope="module")
+def optuna_logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("readme_optuna")
 
 
 def test_readme_shows_commands():
@@ -52,16 +72,21 @@ def test_readme_shows_commands():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", readme_commands())
-def test_readme_command_runs(command, run_dir, tmp_path):
+def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
     if "../shared/datasets" in command and not SHARED_DATA.is_dir():
         pytest.skip("needs ../shared/datasets (this repo's CI data), absent here")
     args = shlex.split(command.replace("<run_dir>", str(run_dir)))[1:]
-    if args[0].startswith("src/") and not any(a.startswith("trainer.max_epochs=") for a in args):
-        args.append("trainer.max_epochs=1")
-    args += [f"paths.log_dir={tmp_path}", "extras.print_config=false"]
+    logs = optuna_logs if any(a.startswith("hparams_search=") for a in args) else tmp_path
+    if args[0] == "src/train.py" and not any(a.startswith("trainer.max_epochs=") for a in args):
+        args.append("trainer.max_epochs=2")  # one more than run_dir has, so resume= trains an epoch
+    args += [f"paths.log_dir={logs}", "extras.print_config=false"]
     result = run_cli(args)
     assert result.returncode == 0, f"{command}\n--- stderr ---\n{result.stderr[-4000:]}"
-    if args[0] in ("src/train.py", "src/eval.py"):
-        results = [json.loads(p.read_text()) for p in tmp_path.rglob("results.json")]
-        assert len(results) == expected_jobs(args), command
-        assert all(r["status"] == "completed" and "test/acc" in r["metrics"] for r in results)
+    if args[0] not in ("src/train.py", "src/eval.py"):
+        return
+    resumed = any(a.startswith("resume=") for a in args)
+    results = [
+        json.loads(p.read_text()) for p in (run_dir if resumed else logs).rglob("results.json")
+    ]
+    assert sorted(r["status"] for r in results) == expected_statuses(args), command
+    assert all("test/acc" in r["metrics"] for r in results if r["status"] == "completed")
