@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.callbacks.finite_loss import StopOnNonFiniteLoss, _Step
+from src.callbacks.finite_loss import StopOnNonFiniteLoss, _Window
 from src.eval import evaluate
 from src.train import train
 from src.utils.cli import unknown_key_hints
@@ -209,10 +209,11 @@ def test_diverging_learning_rate_is_stopped_at_the_first_bad_step(make_cfg):
 
 
 def test_losses_on_an_accelerator_are_checked_in_one_sync_per_window():
-    """The window logic of the GPU path, on CPU tensors: the first bad step of the window is named."""
+    """The window logic: the first bad step of the window is named."""
     guard = StopOnNonFiniteLoss(check_every_n_steps=4)
     losses = [1.0, 2.0, math.inf, math.nan]
-    guard._pending = [_Step(3, i, 100 + i, torch.tensor(v)) for i, v in enumerate(losses)]
+    guard._window = _Window(epoch=3, batch=0, global_step=100)
+    guard._pending = [torch.tensor(v) for v in losses]
 
     class Trainer:
         checkpoint_callbacks = []
