@@ -49,7 +49,8 @@ def run(tmp_path_factory, cache_dir):
     capture = _Capture()
     summary_log = logging.getLogger("src.utils.run_summary")
     summary_log.addHandler(capture)
-    level, summary_log.level = summary_log.level, logging.INFO
+    level = summary_log.level
+    summary_log.setLevel(logging.INFO)  # setLevel, not `.level =`: it also clears logging's cache
     try:
         metrics = train(cfg)
     finally:

@@ -26,27 +26,23 @@ class History(pl.Callback):
         self.plot = plot
         self.monitor, self.mode = monitor, mode
         self.rows: list[dict[str, float]] = []
-        self._epoch_start = self._val_start = 0.0
-        self._val_time = 0.0
+        self._epoch_start = 0.0
+        self._last_batch_end = 0.0
         self._lrs: dict[str, float] = {}
         self._trainer: pl.Trainer | None = None
         self._open = False  # the last row may still miss metrics logged after it was taken
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._complete_last_row()
-        self._epoch_start, self._val_time = time.perf_counter(), 0.0
+        self._epoch_start = self._last_batch_end = time.perf_counter()
         # the rate the epoch trains with (read at its end, an epoch scheduler has already stepped)
         self._lrs = {
             "lr" if i == 0 else f"lr_{i}": optimizer.param_groups[0]["lr"]
             for i, optimizer in enumerate(trainer.optimizers)
         }
 
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._val_start = time.perf_counter()
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._val_time += time.perf_counter() - self._val_start
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
+        self._last_batch_end = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -54,9 +50,10 @@ class History(pl.Callback):
         row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         row.update(self._epoch_metrics(trainer))
         row.update(self._lrs)
-        epoch_time = time.perf_counter() - self._epoch_start
-        row["epoch_time_s"] = round(epoch_time, 4)  # train + validation
-        row["train_time_s"] = round(epoch_time - self._val_time, 4)
+        # train_time_s: the training batches alone (what a plain PyTorch loop would time);
+        # epoch_time_s: the whole epoch, validation and checkpoint writing included
+        row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 4)
+        row["train_time_s"] = round(self._last_batch_end - self._epoch_start, 4)
         self.rows.append(row)
         # Lightning calls this hook *before* the module's own on_train_epoch_end, where a module may
         # log its epoch's train metrics (until then the previous epoch's values are still there):
