@@ -4,6 +4,9 @@
   store is "in maintenance mode"); the file store is what works with no server, no account and no
   database migrations (a `sqlite:` store costs ~10 s of migrations on first use), so this logger
   opts in, for `file:` URIs only, and names each MLflow run after its run directory.
+- `OwnRunWandbLogger`: Lightning's `WandbLogger` reuses a W&B run still open in the process (it
+  stays open after fit), so the second run of a process (a sweep job under the basic launcher, a
+  test) would log into the first run's directory; this one finishes a leftover run first.
 - `log_tensorboard_hparams`: TensorBoard's HPARAMS tab only lists a run whose event file holds an
   hparams *session* naming the metrics to show. `TensorBoardLogger.log_hyperparams` writes that
   session only together with a metric value (its `hp_metric` placeholder, which the config turns
@@ -18,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.loggers import MLFlowLogger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from src.utils.logging_utils import get_logger
@@ -51,6 +54,17 @@ class LocalMLFlowLogger(MLFlowLogger):
             tags=tags or None,
             **kwargs,
         )
+
+
+class OwnRunWandbLogger(WandbLogger):
+    """`WandbLogger` that starts its own W&B run even when an earlier one is still open."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+        super().__init__(**kwargs)
 
 
 def flatten_params(

@@ -98,9 +98,11 @@ def _logger_lines(trainer: Any) -> list[tuple[str, str]]:
                 ui = f"mlflow ui --backend-store-uri {getattr(logger, '_tracking_uri', '')}"
             lines.append(("mlflow", ui))
         elif isinstance(logger, WandbLogger) and logger.save_dir:
-            runs = sorted(Path(logger.save_dir, "wandb").glob("offline-run-*"))
-            if runs:
-                lines.append(("wandb (offline)", f"wandb sync {show_path(runs[-1])}"))
+            # the run's own directory (wandb/offline-run-<time>-<id>): wandb writes it in the
+            # background, so it is asked for rather than looked for on disk
+            run_dir = Path(logger.experiment.dir).parent if logger.experiment else None
+            if run_dir is not None:
+                lines.append(("wandb (offline)", f"wandb sync {show_path(run_dir)}"))
     return lines
 
 
