@@ -6,22 +6,15 @@ overrides typed here (`data.batch_size=256`, `trainer=gpu`) apply on top.
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import src.utils  # noqa: F401  (registers the config resolvers)
-from src.utils.checkpoint import (
-    check_compatible,
-    load_checkpoint,
-    merge_for_eval,
-    run_config_from_checkpoint,
-)
 from src.utils.cli import run_entry_point
 from src.utils.logging_utils import get_logger
+from src.utils.restore import restore_run
 from src.utils.run_artifacts import record_run, to_floats
-from src.utils.run_setup import build_trainer, prepare_run
+from src.utils.run_setup import build_trainer
 from src.utils.run_summary import eval_summary, log_summary
-from src.utils.validate import validate_config
 
 log = get_logger(__name__)
 
@@ -29,18 +22,9 @@ log = get_logger(__name__)
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
     """Rebuild the checkpoint's run, test it, write `results.json`; return the test metrics."""
     with record_run("eval", cfg.paths.output_dir) as record:
-        checkpoint = load_checkpoint(cfg.ckpt_path)
-        cfg = merge_for_eval(
-            run_config_from_checkpoint(checkpoint, cfg.ckpt_path), cfg, overrides or []
-        )
-        validate_config(cfg)
-        prepare_run(cfg)
-        datamodule = instantiate(cfg.data, _convert_="all")
-        model = instantiate(cfg.model, _convert_="all")
-        check_compatible(checkpoint, model, cfg.ckpt_path, cfg)
-        del checkpoint  # Lightning reads it again, into the model, below
+        cfg, datamodule, model = restore_run(cfg, overrides)  # the checkpoint's weights, loaded
         trainer = build_trainer(cfg)
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        results = trainer.test(model, datamodule=datamodule)
         record.add_metrics(to_floats(results[0]) if results else {})
         record.best_model_path = str(cfg.ckpt_path)
     log_summary(eval_summary(cfg, record))
