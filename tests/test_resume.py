@@ -121,6 +121,15 @@ def test_resume_must_run_in_its_own_directory(make_cfg, tmp_path):
 
 
 # ---- interrupted in the middle of an epoch --------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _python_sigint_handler():
+    """A shell that starts pytest in the background hands it SIGINT ignored (SIG_IGN is inherited,
+    and Python then installs no handler); the Ctrl+C case needs Python's own handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize(
     ("injected", "raised", "status", "steps"),
     [
