@@ -3,14 +3,15 @@
     python bench/bench_train.py --data-dir ../shared/datasets            # MNIST, CPU
     python bench/bench_train.py --data-dir ../shared/datasets --repeats 5
 
-Runs, one after another in this process: a plain loop over preloaded tensors (the floor) and our
-task function `train(cfg)`; prints the median per-epoch training time of each, their ratio, and
-test accuracy after one epoch; then times end-to-end `python src/train.py data=mnist
-trainer.max_epochs=1` in fresh processes. Repeats the CPU figures on CUDA when a GPU is present.
+Runs, back to back in this process: a plain loop over preloaded tensors (the floor) and our task
+function `train(cfg)` with the user's defaults; prints the median per-epoch training time of each,
+their ratio (median of per-repeat ratios) and test accuracy; then times end-to-end `python
+src/train.py data=mnist trainer.max_epochs=1` in fresh processes and prints its one-epoch test
+accuracy. Repeats the in-process comparison on CUDA when a GPU is present.
 """
 
 import argparse
-import csv
+import json
 import statistics
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
@@ -32,50 +34,102 @@ from tests.helpers import compose_config  # noqa: E402
 BATCH, LR, HIDDEN = 128, 0.002, (64, 128, 64)
 
 
-def raw_loop(
-    data_dir: str, cache_dir: str, epochs: int, device: str, seed: int
-) -> tuple[list[float], float]:
-    """The floor: tensors preloaded and normalized once (the datamodule's setup), batches by indexing."""
-    dm = MNISTDataModule(
-        num_classes=10,
-        input_shape=[1, 28, 28],
-        data_dir=data_dir,
-        val_size=5000,
-        cache_dir=str(ROOT / "data" / "cache"),
-    )
-    dm.setup("fit")
-    x, y = (t.to(device) for t in dm.splits["train"])
-    xt, yt = (t.to(device) for t in dm.splits["test"])
-    torch.manual_seed(seed)
-    model = MLP([1, 28, 28], 10, HIDDEN).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    times = []
-    for _ in range(epochs):
-        _sync(device)
+class RawLoop:
+    """The floor: the same MLP and Adam in a plain PyTorch loop over the datamodule's preloaded,
+    normalized tensors, batches by indexing. No Lightning, no callbacks, no logging."""
+
+    def __init__(self, data_dir: str, cache_dir: str, device: str, seed: int) -> None:
+        dm = MNISTDataModule(
+            num_classes=10,
+            input_shape=[1, 28, 28],
+            data_dir=data_dir,
+            val_size=5000,
+            cache_dir=cache_dir,
+        )
+        dm.setup("fit")
+        self.device = device
+        self.x, self.y = (t.to(device) for t in dm.splits["train"])
+        self.x_test, self.y_test = (t.to(device) for t in dm.splits["test"])
+        torch.manual_seed(seed)
+        self.model = MLP([1, 28, 28], 10, HIDDEN).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
+        self.generator = torch.Generator(device).manual_seed(seed)
+
+    def epoch(self) -> float:
+        """One training epoch; returns its wall time in seconds."""
+        model, opt, x, y = self.model, self.optimizer, self.x, self.y
+        _sync(self.device)
         t0 = time.perf_counter()
         model.train()
-        for idx in torch.randperm(len(y), device=device).split(BATCH):
+        order = torch.randperm(len(y), device=self.device, generator=self.generator)
+        for idx in order.split(BATCH):
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    model.eval()
-    with torch.no_grad():
-        acc = (model(xt).argmax(1) == yt).float().mean().item()
-    return times, acc
+        _sync(self.device)
+        return time.perf_counter() - t0
+
+    @torch.no_grad()
+    def test_accuracy(self) -> float:
+        self.model.eval()
+        return (self.model(self.x_test).argmax(1) == self.y_test).float().mean().item()
 
 
-def ours(
-    data_dir: str, cache_dir: str, epochs: int, trainer: str, seed: int
-) -> tuple[list[float], float]:
-    """Our task function with the user's defaults (callbacks, TensorBoard, progress bar)."""
+class InterleavedRawEpochs(pl.Callback):
+    """Times each training epoch of the fit it is added to (first batch start to last batch end,
+    what a plain loop times) and runs one raw-loop epoch right after it, so that each pair is
+    timed seconds apart: on a shared VM the speed drifts by 30% within a minute, which swamps a
+    comparison of runs made a minute apart."""
+
+    runs: list[dict] = []  # one per fit: epoch times of both, raw test accuracy
+
+    def __init__(self, data_dir: str, cache_dir: str, device: str, seed: int) -> None:
+        self.raw = RawLoop(data_dir, cache_dir, device, seed)
+        self.ours: list[float] = []
+        self.raw_times: list[float] = []
+        self._start = self._last_batch_end = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _sync(self.raw.device)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        self._last_batch_end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.raw.device.startswith("cuda"):  # the last batch's kernels may still be running
+            _sync(self.raw.device)
+            self._last_batch_end = time.perf_counter()
+        self.ours.append(self._last_batch_end - self._start)
+        self.raw_times.append(self.raw.epoch())
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.runs.append(
+            {"ours": self.ours, "raw": self.raw_times, "raw_acc": self.raw.test_accuracy()}
+        )
+
+
+#: train.py with no callbacks, no logger, no progress bar: Lightning's own loop, our module and data
+LIGHTNING_ALONE = ["callbacks=none", "logger=none", "+trainer.enable_progress_bar=false"]
+
+
+def paired_epochs(
+    data_dir: str,
+    cache_dir: str,
+    epochs: int,
+    trainer: str,
+    device: str,
+    seed: int,
+    overrides: list[str] = (),
+) -> tuple[list[float], list[float], float, float]:
+    """Our task function, with the user's defaults unless `overrides` say otherwise, and a raw
+    epoch after each of its epochs. Returns (ours, raw) epoch times and test accuracies."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
+        bench_callback = "+callbacks.raw_loop"
         cfg = compose_config(
             "train",
-            out,
+            Path(tmp) / "run",
             [
                 "data=mnist",
                 f"paths.data_dir={data_dir}",
@@ -85,15 +139,22 @@ def ours(
                 "extras.print_config=false",
                 f"seed={seed}",
                 f"paths.cache_dir={cache_dir}",
+                *overrides,
+                f"{bench_callback}._target_={__name__}.InterleavedRawEpochs",
+                f"{bench_callback}.data_dir={data_dir}",
+                f"{bench_callback}.cache_dir={cache_dir}",
+                f"{bench_callback}.device={device}",
+                f"{bench_callback}.seed={seed}",
             ],
         )
         metrics = train(cfg)
-        rows = list(csv.DictReader((out / "history.csv").open()))
-        return [float(r["train_time_s"]) for r in rows], metrics["test/acc"]
+        run = InterleavedRawEpochs.runs.pop()
+        return run["ours"], run["raw"], metrics["test/acc"], run["raw_acc"]
 
 
-def end_to_end(data_dir: str, cache_dir: str, repeats: int) -> list[float]:
-    walls = []
+def end_to_end(data_dir: str, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall time of the whole command in a fresh process (imports included), and its test/acc."""
+    walls, accs = [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
@@ -111,7 +172,9 @@ def end_to_end(data_dir: str, cache_dir: str, repeats: int) -> list[float]:
                 capture_output=True,
             )
             walls.append(time.perf_counter() - t0)
-    return walls
+            (results,) = Path(tmp).glob("train/runs/*/results.json")
+            accs.append(json.loads(results.read_text())["metrics"]["test/acc"])
+    return walls, accs
 
 
 def _sync(device: str) -> None:
@@ -122,23 +185,37 @@ def _sync(device: str) -> None:
 def compare(
     data_dir: str, cache_dir: str, repeats: int, epochs: int, device: str, trainer: str
 ) -> None:
-    raw_times, ours_times, raw_accs, ours_accs = [], [], [], []
-    for r in range(repeats):
-        t, a = raw_loop(data_dir, cache_dir, epochs, device, seed=r)
-        raw_times += t[1:] or t  # the first epoch pays one-off warm-up
-        raw_accs.append(a)
-        t, a = ours(data_dir, cache_dir, epochs, trainer, seed=r)
-        ours_times += t[1:] or t
-        ours_accs.append(a)
-    raw, our = statistics.median(raw_times), statistics.median(ours_times)
-    print(
-        f"[{device}] epoch time, median of {len(raw_times)} epochs: raw loop {raw:.3f} s | "
-        f"train.py {our:.3f} s | ratio {our / raw:.2f}x"
-    )
-    print(
-        f"[{device}] test/acc after {epochs} epoch(s), median of {repeats}: raw loop "
-        f"{statistics.median(raw_accs):.4f} | train.py {statistics.median(ours_accs):.4f}"
-    )
+    variants = {"train.py": [], "Lightning alone": LIGHTNING_ALONE}
+    for name, overrides in variants.items():
+        ours_times, raw_times, ratios, ours_accs, raw_accs = [], [], [], [], []
+        for r in range(repeats):
+            ours, raw, ours_acc, raw_acc = paired_epochs(
+                data_dir, cache_dir, epochs, trainer, device, seed=r, overrides=overrides
+            )
+            ours, raw = (ours[1:], raw[1:]) if epochs > 1 else (ours, raw)  # epoch 0 warms up
+            ours_times += ours
+            raw_times += raw
+            ratios += [o / w for o, w in zip(ours, raw, strict=True)]
+            ours_accs.append(ours_acc)
+            raw_accs.append(raw_acc)
+        label = name if not overrides else f"{name} ({' '.join(overrides)})"
+        print(
+            f"[{device}] epoch time, median of {len(raw_times)} epochs: raw loop "
+            f"{statistics.median(raw_times):.3f} s | {label} "
+            f"{statistics.median(ours_times):.3f} s | ratio {statistics.median(ratios):.2f}x "
+            f"(median of epoch pairs run back to back; quartiles {_quartiles(ratios)})"
+        )
+        print(
+            f"[{device}] test/acc after {epochs} epoch(s), median of {repeats}: raw loop "
+            f"{statistics.median(raw_accs):.4f} | {name} {statistics.median(ours_accs):.4f}"
+        )
+
+
+def _quartiles(values: list[float]) -> str:
+    if len(values) < 2:
+        return "n/a"
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f"{q1:.2f}-{q3:.2f}x"
 
 
 def main() -> None:
@@ -159,10 +236,11 @@ def main() -> None:
         f"batch {BATCH}, Adam lr {LR}"
     )
     compare(args.data_dir, args.cache_dir, args.repeats, args.epochs, "cpu", "cpu")
-    walls = end_to_end(args.data_dir, args.cache_dir, args.repeats)
+    walls, accs = end_to_end(args.data_dir, args.repeats)
     print(
         f"[cpu] end-to-end `python src/train.py data=mnist trainer.max_epochs=1`: median "
-        f"{statistics.median(walls):.2f} s wall ({', '.join(f'{w:.2f}' for w in walls)})"
+        f"{statistics.median(walls):.2f} s wall ({', '.join(f'{w:.2f}' for w in walls)}); "
+        f"test/acc after 1 epoch {statistics.median(accs):.4f}"
     )
     if torch.cuda.is_available():
         compare(args.data_dir, args.cache_dir, args.repeats, args.epochs, "cuda", "gpu")

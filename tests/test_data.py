@@ -131,6 +131,19 @@ def test_missing_files_without_network_name_where_to_put_them(tmp_path, monkeypa
         dm.prepare_data()
 
 
+def test_a_shared_copy_is_read_when_data_dir_lacks_the_files(tmp_path, monkeypatch):
+    shared = write_mnist(tmp_path / "shared", "MNIST")
+    monkeypatch.setattr(datasets.MNIST, "download", lambda self: pytest.fail("downloaded"))
+    dm = setup_dm(
+        MNISTDataModule,
+        tmp_path / "empty",
+        input_shape=[1, 28, 28],
+        search_dirs=[str(tmp_path / "absent"), str(shared)],
+    )
+    assert len(dm.splits["test"][1]) > 0
+    assert not (tmp_path / "empty").exists()  # nothing was downloaded or written there
+
+
 def test_wrong_input_shape_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"data.input_shape=\[1, 32, 32\]"):
         setup_dm(MNISTDataModule, write_mnist(tmp_path, "MNIST"), input_shape=[1, 32, 32])

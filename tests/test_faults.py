@@ -150,12 +150,17 @@ def no_network(monkeypatch):
 
 
 def test_missing_dataset_without_network_fails_before_training(make_cfg, tmp_path, no_network):
-    cfg = make_cfg("train", [*FAST, "data=mnist", f"paths.data_dir={tmp_path / 'empty'}"])
+    empty = tmp_path / "empty"
+    cfg = make_cfg(
+        "train",
+        [*FAST, "data=mnist", f"paths.data_dir={empty}", f"paths.shared_data_dirs=[{empty}]"],
+    )
     with pytest.raises(DatasetNotFoundError) as info:
         train(cfg)
     message = str(info.value)
     assert "mnist files are missing under" in message and "MNIST/raw" in message
     assert "train-images-idx3-ubyte" in message and "paths.data_dir=" in message
+    assert "also looked in" in message
     assert_nothing_trained(cfg.paths.output_dir, info.value)
 
 

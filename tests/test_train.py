@@ -107,3 +107,18 @@ def test_profiler_report_lands_in_the_run_directory(make_cfg):
     train(cfg)
     reports = list(Path(cfg.paths.output_dir).glob("*profile*.txt"))
     assert reports and "Action" in reports[0].read_text()
+
+
+def test_without_a_chosen_profiler_the_trainer_gets_the_free_one(make_cfg):
+    from pytorch_lightning.profilers import SimpleProfiler
+
+    from src.utils.profiler import NoOpProfiler
+    from src.utils.run_setup import build_trainer
+
+    trainer = build_trainer(make_cfg("train", FAST))
+    assert isinstance(trainer.profiler, NoOpProfiler)
+    with trainer.profiler.profile("step") as entered:  # a usable context, shared between calls
+        assert entered is None
+    assert trainer.profiler.profile("a") is trainer.profiler.profile("b")
+    chosen = build_trainer(make_cfg("train", [*FAST, "trainer.profiler=simple"]))
+    assert isinstance(chosen.profiler, SimpleProfiler)

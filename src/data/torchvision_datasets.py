@@ -19,16 +19,33 @@ log = get_logger(__name__)
 
 
 class TorchvisionDataModule(InMemoryDataModule):
-    """Shared loading for torchvision classification datasets that fit in memory."""
+    """Shared loading for torchvision classification datasets that fit in memory.
+
+    The files are read from `data_dir`, or, when it lacks them, from the first of `search_dirs` that
+    has them (read-only shared copies, such as a cluster's dataset mount: nothing is downloaded
+    there); failing both, they are downloaded into `data_dir`.
+    """
 
     dataset_cls: type = datasets.MNIST
     folder: str = "MNIST/raw"  # where the files live under data_dir
     files: tuple[str, ...] = ()
 
+    def __init__(self, *args, search_dirs: list[str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.search_dirs = [Path(d) for d in search_dirs or [] if d]
+
     def _root(self) -> Path:
         if self.data_dir is None:
             raise ConfigError(f"data.data_dir is required for {self.name} (set paths.data_dir).")
+        if not self._has_files(self.data_dir):
+            shared = next((d for d in self.search_dirs if self._has_files(d)), None)
+            if shared is not None:
+                return shared
         return self.data_dir
+
+    def _has_files(self, root: Path) -> bool:
+        folder = root / self.folder
+        return folder.is_dir() and any(folder.iterdir())
 
     def _open(self, train: bool):
         root = self._root()
@@ -49,10 +66,12 @@ class TorchvisionDataModule(InMemoryDataModule):
 
     def _not_found(self, err: Exception) -> DatasetNotFoundError:
         where = (self._root() / self.folder).resolve()
+        searched = "".join(f", {(d / self.folder).resolve()}" for d in self.search_dirs)
         return DatasetNotFoundError(
-            f"{self.name} files are missing under {where} and could not be downloaded "
-            f"({type(err).__name__}: {' '.join(str(err).split())}). Put {', '.join(self.files)} there, or point "
-            f"paths.data_dir at a folder that holds {self.folder}/ (e.g. paths.data_dir=/datasets)."
+            f"{self.name} files are missing under {where}{searched and f' (also looked in{searched[1:]})'} "
+            f"and could not be downloaded ({type(err).__name__}: {' '.join(str(err).split())}). "
+            f"Put {', '.join(self.files)} there, or point paths.data_dir at a folder that holds "
+            f"{self.folder}/ (e.g. paths.data_dir=/datasets)."
         )
 
     def prepare_data(self) -> None:
@@ -71,6 +90,12 @@ class TorchvisionDataModule(InMemoryDataModule):
         return [p for p in folder.glob("*") if p.is_file()] if folder.is_dir() else []
 
     def load_splits(self) -> dict[str, Split]:
+        log.info(
+            "%s: decoding %s (once: later runs read %s)",
+            self.name,
+            self._root() / self.folder,
+            self.cache_dir,
+        )
         out = {}
         for split, train in (("train", True), ("test", False)):
             ds = self._open(train)

@@ -75,10 +75,10 @@ class Classifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        with torch.no_grad():
+        with torch.no_grad():  # add_ in place: `+=` would re-register the buffer every step
             correct = (logits.argmax(dim=1) == y).sum()
-            self.train_sums += torch.stack(
-                (loss * len(y), correct.to(loss.dtype), loss.new_tensor(len(y)))
+            self.train_sums.add_(
+                torch.stack((loss * len(y), correct.to(loss.dtype), loss.new_tensor(len(y))))
             )
         return loss
 

@@ -13,6 +13,7 @@ from src.callbacks.run_config import RunConfigInCheckpoint
 from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from src.utils.loggers import log_tensorboard_hparams
 from src.utils.logging_utils import get_logger
+from src.utils.profiler import NoOpProfiler
 from src.utils.run_artifacts import print_config_tree, save_resolved_config
 from src.utils.validate import validate_monitor
 
@@ -65,7 +66,9 @@ def build_trainer(cfg: DictConfig, run_config: dict | None = None) -> pl.Trainer
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv keeps the LR
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # trainer.profiler=null: a profiler that costs nothing per hook (see src/utils/profiler.py)
+    extra = {} if cfg.trainer.get("profiler") else {"profiler": NoOpProfiler()}
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
 
 
 def check_monitored_metrics(
