@@ -225,7 +225,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(ROOT / "data"), help="folder holding MNIST/raw/")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--epochs", type=int, default=3, help="epochs per repeat (the first is not timed)"
+        "--epochs", type=int, default=5, help="epochs per fit (the first is not timed)"
     )
     parser.add_argument(
         "--cache-dir", default=str(ROOT / "data" / "cache"), help="decoded-tensor cache"
