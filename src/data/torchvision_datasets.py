@@ -44,8 +44,11 @@ class TorchvisionDataModule(InMemoryDataModule):
         return self.data_dir
 
     def _has_files(self, root: Path) -> bool:
+        return bool(self._files_in(root))
+
+    def _files_in(self, root: Path) -> list[Path]:
         folder = root / self.folder
-        return folder.is_dir() and any(folder.iterdir())
+        return [p for p in folder.glob("*") if p.is_file()] if folder.is_dir() else []
 
     def _open(self, train: bool):
         root = self._root()
@@ -66,9 +69,9 @@ class TorchvisionDataModule(InMemoryDataModule):
 
     def _not_found(self, err: Exception) -> DatasetNotFoundError:
         where = (self._root() / self.folder).resolve()
-        searched = "".join(f", {(d / self.folder).resolve()}" for d in self.search_dirs)
+        also = ", ".join(str((d / self.folder).resolve()) for d in self.search_dirs)
         return DatasetNotFoundError(
-            f"{self.name} files are missing under {where}{searched and f' (also looked in{searched[1:]})'} "
+            f"{self.name} files are missing under {where}{f' (also looked in {also})' if also else ''} "
             f"and could not be downloaded ({type(err).__name__}: {' '.join(str(err).split())}). "
             f"Put {', '.join(self.files)} there, or point paths.data_dir at a folder that holds "
             f"{self.folder}/ (e.g. paths.data_dir=/datasets)."
@@ -86,8 +89,7 @@ class TorchvisionDataModule(InMemoryDataModule):
         return path is not None and path.is_file()
 
     def source_files(self) -> list[Path]:
-        folder = self._root() / self.folder
-        return [p for p in folder.glob("*") if p.is_file()] if folder.is_dir() else []
+        return self._files_in(self._root())
 
     def load_splits(self) -> dict[str, Split]:
         log.info(
