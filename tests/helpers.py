@@ -9,6 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import src.utils  # noqa: F401  (registers the resolvers the configs use)
+from src.run.cli import as_additions
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -35,8 +36,9 @@ def compose_config(
     ]
     if cache_dir is not None:
         paths.append(f"paths.cache_dir={cache_dir}")
+    overrides = list(overrides) if name == "train" else as_additions(list(overrides))
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=name, overrides=paths + list(overrides))
+        return compose(config_name=name, overrides=paths + overrides)
 
 
 def config_options(group: str) -> list[str]:

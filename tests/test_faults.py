@@ -17,8 +17,8 @@ import torch
 
 from src.callbacks.finite_loss import StopOnNonFiniteLoss, _Window
 from src.eval import evaluate
+from src.run.cli import unknown_key_hints
 from src.train import train
-from src.utils.cli import unknown_key_hints
 from src.utils.errors import (
     CheckpointError,
     ConfigError,

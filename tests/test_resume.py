@@ -13,9 +13,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from src.run.resume_args import expand_resume_args
 from src.train import train
 from src.utils.errors import CheckpointError, ConfigError
-from src.utils.resume import expand_resume_args
 from tests.helpers import FAST, PYTHON, ROOT, compose_config
 
 #: digits batches per training epoch (1,294 samples / 64)

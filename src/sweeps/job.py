@@ -1,9 +1,10 @@
-"""Run a task function under `@hydra.main`: as a single run, or as one job of a multirun.
+"""Run a task function (train, eval, predict, export) under `@hydra.main`: as a single run, or as
+one job of a multirun.
 
 A single run behaves as a plain call: an exception ends it with a traceback and exit code 1.
 In a multirun, one failed job must not end the sweep (Hydra's launchers stop at the first
 exception, and the Optuna sweeper stops its study): the job's `results.json` already says
-`failed` with the error (`record_run`), so here the error is logged and the job returns NaN,
+`failed` with the error (`src.run.lifecycle`), so here the error is logged and the job returns NaN,
 which the Optuna sweeper records as a failed trial; the sweep goes on and its summary lists the
 job as failed. Ctrl+C still stops the whole sweep. DDP jobs keep their ranks in their own
 directory (`src.sweeps.ddp`).
@@ -43,7 +44,7 @@ def optimized_value(metrics: dict[str, float], cfg: DictConfig) -> float | None:
     return metrics[key]
 
 
-def run_task(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
+def run_job(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
     """`task(cfg)`, then the optimized metric; in a multirun a failure returns NaN instead of raising.
 
     `script` is the entry point's file (`__file__`): DDP ranks of a multirun job run it again.
