@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 import src.utils  # noqa: F401  (registers the config resolvers)
 from src.callbacks.finite_loss import fail_if_diverged
-from src.checkpoints.resume import checkpoint_to_resume, checkpoints_in_run
+from src.checkpoints.resume import best_checkpoint, checkpoint_to_resume, checkpoints_in_run
 from src.checkpoints.target_policy import check_targets, trusted_targets
 from src.loggers.hparams import log_hyperparameters
 from src.run.build import build_trainer
@@ -31,17 +31,17 @@ log = get_logger(__name__)
 
 def test_best_checkpoint(trainer: pl.Trainer, model: pl.LightningModule, datamodule) -> dict:
     """Reload the best checkpoint (not the last weights) and test it."""
-    ckpt_path = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    ckpt_path = best_checkpoint(trainer)
     if ckpt_path is None:
         log.warning(
             "No best checkpoint (no ModelCheckpoint callback?): testing the current weights."
         )
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     return results[0] if results else {}
 
 
 def record_checkpoints(record: RunRecord, trainer: pl.Trainer) -> None:
-    record.best_model_path = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
+    record.best_model_path = best_checkpoint(trainer)
     record.last_model_path = next(map(str, checkpoints_in_run(record.output_dir)), None)
 
 
@@ -61,7 +61,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_monitored_metrics(cfg, trainer, model)
         log_hyperparameters(cfg, trainer, model)
 
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         record.add_metrics({k: v for k, v in trainer.callback_metrics.items() if "/" in k})
         fail_if_diverged(record.metrics, epochs=trainer.current_epoch)
         if cfg.get("test", True):

@@ -49,6 +49,22 @@ def newest_whole_checkpoint(run_dir: str | Path) -> Path | None:
     )
 
 
+def best_checkpoint(trainer: Any) -> str | None:
+    """The best checkpoint of this fit, found in this run's own checkpoint directory.
+
+    After resuming a run directory that was moved or copied, Lightning restores the best path as
+    it was stored (the old location): the file of that name in this run is the one meant.
+    """
+    callback = trainer.checkpoint_callback
+    stored = getattr(callback, "best_model_path", "") or ""
+    if not stored:
+        return None
+    here = Path(callback.dirpath or ".") / Path(stored).name
+    if Path(stored).resolve() != here.resolve() and here.is_file():
+        return str(here)
+    return stored if Path(stored).is_file() else None
+
+
 def checkpoint_to_resume(cfg: DictConfig) -> str | None:
     """The checkpoint `fit` continues from, or None to start afresh.
 

@@ -98,16 +98,27 @@ def _stored_paths(node: Any, where: str) -> list[tuple[str, str]]:
     return found
 
 
+def _inside(path: str, root: Path) -> bool:
+    target = Path(path).resolve()
+    return target == root or root in target.parents
+
+
 def check_stored_paths(checkpoint: dict[str, Any], path: str | Path, run_dir: str | Path) -> None:
-    """Every file path in the checkpoint's callback states must lie inside `run_dir`."""
+    """A callback state whose `dirpath` is in `run_dir` must keep every stored path in `run_dir`.
+
+    Lightning restores a ModelCheckpoint's top-k and last paths only when its stored `dirpath` is
+    the current one (a run resumed where it was written); those are the paths it later deletes.
+    A run directory that was moved keeps its old `dirpath`, so Lightning restores none of them.
+    """
     root = Path(run_dir).resolve()
-    for key, stored in _stored_paths(checkpoint.get("callbacks") or {}, "callbacks"):
-        if "://" in stored:
+    for name, state in (checkpoint.get("callbacks") or {}).items():
+        dirpath = state.get("dirpath") if isinstance(state, dict) else None
+        if not isinstance(dirpath, str) or not _inside(dirpath, root):
             continue
-        target = Path(stored).resolve()
-        if target != root and root not in target.parents:
-            raise CheckpointError(
-                f"{path}: {key}={stored!r} points outside its run directory {root}; Lightning "
-                "would load or delete that file. Allowed: checkpoints whose stored paths lie "
-                "inside their own run (as train.py writes them)."
-            )
+        for key, stored in _stored_paths(state, f"callbacks.{name}"):
+            if "://" not in stored and not _inside(stored, root):
+                raise CheckpointError(
+                    f"{path}: {key}={stored!r} points outside its run directory {root}; Lightning "
+                    "would load or delete that file. Allowed: checkpoints whose stored paths lie "
+                    "inside their own run (as train.py writes them)."
+                )

@@ -6,7 +6,8 @@
 
 - One writer per run directory (`src.run.lock`): a second process exits at once, touching nothing.
 - `results.json` is written however the run ends. A re-run of an existing run directory that is
-  rejected before training (`before_training` errors) leaves that run's results.json as it was.
+  rejected before training (`before_training` errors) leaves that run's results.json as it was
+  (or absent).
 - After SIGTERM the process exits 143 (128 + SIGTERM), not the 0 of Lightning's bare `SystemExit`,
   so a scheduler or shell sees that the run did not finish.
 - A full disk ends in one line naming the file and the newest checkpoint that is still whole.
@@ -114,7 +115,9 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             yield record
             record.status = "completed"
         except BaseException as exc:
-            keep_previous = getattr(exc, "before_training", False) and record.path.is_file()
+            # a rejected re-run of an existing run (resume=, a requeue) leaves it as it was
+            existing_run = record.path.is_file() or bool(cfg.get("resume"))
+            keep_previous = getattr(exc, "before_training", False) and existing_run
             interruption = _interruption(exc)
             record.status = getattr(exc, "status", None) or (
                 "interrupted" if interruption else "failed"
