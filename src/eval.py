@@ -16,7 +16,7 @@ from src.run.summary import format_metrics
 from src.sweeps.job import run_job
 
 
-def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
+def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float | str]:
     """Rebuild the checkpoint's run, test it, write `results.json`; return the test metrics."""
     with open_run("eval", cfg, model_path=str(cfg.ckpt_path)) as record:
         cfg, datamodule, model = restore_run(cfg, overrides)  # the checkpoint's weights, loaded

@@ -24,7 +24,7 @@ from src.sweeps.job import run_job
 from src.utils.atomic import atomic_write_text
 
 
-def export(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
+def export(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float | str]:
     """Rebuild the checkpoint's model, export and check its network; return each max abs diff."""
     with open_run("export", cfg, model_path=str(cfg.ckpt_path)) as record:
         formats = check_export_config(cfg.export)
@@ -32,7 +32,7 @@ def export(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, flo
         out = Path(cfg.paths.output_dir)
         atomic_write_text(out / "net.yaml", OmegaConf.to_yaml(cfg.model.net, resolve=True))
         diffs = export_net(
-            model.net,
+            model.get_submodule("net"),
             datamodule,
             out,
             formats,

@@ -9,6 +9,7 @@ the checkpoint was trained with.
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -27,7 +28,11 @@ from src.utils.devices import torch_device
 
 @torch.inference_mode()
 def predict_probabilities(
-    model, datamodule, inputs: PredictInputs, batch_size: int, device: torch.device
+    model: torch.nn.Module,
+    datamodule: Any,
+    inputs: PredictInputs,
+    batch_size: int,
+    device: torch.device,
 ) -> torch.Tensor:
     """Softmax probabilities (N×classes, on the CPU); raw images are normalized as in training."""
     model = model.to(device)
@@ -42,19 +47,19 @@ def predict_probabilities(
 def write_predictions(path: Path, inputs: PredictInputs, probs: torch.Tensor) -> None:
     """One row per input: `id, predicted, probability, [label,] prob_0 … prob_{K-1}`."""
     confidence, predicted = probs.max(dim=1)
-    with_labels = inputs.labels is not None
-    header = ["id", "predicted", "probability", *(["label"] if with_labels else [])]
+    labels = inputs.labels
+    header = ["id", "predicted", "probability", *(["label"] if labels is not None else [])]
     header += [f"prob_{k}" for k in range(probs.shape[1])]
     with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for i, id_ in enumerate(inputs.ids):
-            label = [int(inputs.labels[i])] if with_labels else []
+            label = [int(labels[i])] if labels is not None else []
             row = [id_, int(predicted[i]), f"{float(confidence[i]):.6f}", *label]
             writer.writerow(row + [f"{p:.6f}" for p in probs[i].tolist()])
 
 
-def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
+def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float | str]:
     """Rebuild the checkpoint's model, predict `cfg.input`, write the CSV; return count (and acc)."""
     with open_run("predict", cfg, model_path=str(cfg.ckpt_path)) as record:
         cfg, datamodule, model = restore_run(cfg, overrides)

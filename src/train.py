@@ -29,7 +29,9 @@ from src.utils.logging_utils import get_logger
 log = get_logger(__name__)
 
 
-def test_best_checkpoint(trainer: pl.Trainer, model: pl.LightningModule, datamodule) -> dict:
+def test_best_checkpoint(
+    trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule
+) -> dict[str, float]:
     """Reload the best checkpoint (not the last weights) and test it."""
     ckpt_path = best_checkpoint(trainer)
     if ckpt_path is None:
@@ -37,7 +39,7 @@ def test_best_checkpoint(trainer: pl.Trainer, model: pl.LightningModule, datamod
             "No best checkpoint (no ModelCheckpoint callback?): testing the current weights."
         )
     results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    return results[0] if results else {}
+    return dict(results[0]) if results else {}
 
 
 def record_checkpoints(record: RunRecord, trainer: pl.Trainer) -> None:
@@ -45,7 +47,7 @@ def record_checkpoints(record: RunRecord, trainer: pl.Trainer) -> None:
     record.last_model_path = next(map(str, checkpoints_in_run(record.output_dir)), None)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig) -> dict[str, float | str]:
     """Fit, test the best checkpoint, write the run's artifacts; return every final metric."""
     with open_run("train", cfg) as record:
         validate_config(cfg)

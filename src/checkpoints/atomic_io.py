@@ -32,4 +32,4 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             )
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        atomic_write_bytes(Path(path), buffer.getbuffer())
+        atomic_write_bytes(Path(path), buffer.getvalue())

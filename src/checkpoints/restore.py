@@ -59,9 +59,9 @@ def _plain(value: Any) -> Any:
 
 def restore_run(
     cfg: DictConfig, overrides: list[str] | None = None
-) -> tuple[DictConfig, pl.LightningDataModule, pl.LightningModule]:
-    """The checkpoint's run config (+ this command's keys and overrides), its datamodule, and its
-    model holding the checkpoint's weights, in eval mode on the CPU."""
+) -> tuple[DictConfig, Any, pl.LightningModule]:
+    """The checkpoint's run config (+ this command's keys and overrides), its datamodule (whatever
+    class the config names), and its model holding the checkpoint's weights, in eval mode on the CPU."""
     checkpoint = load_checkpoint(cfg.ckpt_path)
     stored = read_run_config(checkpoint, cfg.ckpt_path)
     typed = task_overrides() if overrides is None else overrides

@@ -72,7 +72,7 @@ def _which_models(checkpoint: dict[str, Any], cfg: DictConfig | None) -> str:
     ours = OmegaConf.select(cfg, "model.net")
     ours = OmegaConf.to_container(ours, resolve=True) if OmegaConf.is_config(ours) else None
     theirs = (run_config.get("model") or {}).get("net")
-    if ours == theirs or ours is None or theirs is None:
+    if ours == theirs or not isinstance(ours, dict) or not isinstance(theirs, dict):
         return ""
     return f" (model.net here: {_brief(ours)}; in the checkpoint: {_brief(theirs)})"
 

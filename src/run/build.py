@@ -22,11 +22,12 @@ def _instantiate_each(group: DictConfig | None, kind: type, group_name: str) -> 
     objects = []
     for name, conf in (group or {}).items():
         if isinstance(conf, Mapping) and "_target_" in conf:
-            log.info("Instantiating %s <%s>", name, conf._target_)
+            target: str = str(conf["_target_"])
+            log.info("Instantiating %s <%s>", name, target)
             obj = instantiate(conf)
             if not isinstance(obj, kind):
                 raise ConfigError(
-                    f"{group_name}.{name}._target_={conf._target_!r} is not a {kind.__name__}; "
+                    f"{group_name}.{name!s}._target_={target!r} is not a {kind.__name__}; "
                     f"allowed: a subclass of {kind.__module__}.{kind.__name__}."
                 )
             objects.append(obj)
@@ -51,7 +52,9 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
     """
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if store_config:
-        callbacks.append(RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True)))
+        stored = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(stored, dict)
+        callbacks.append(RunConfigInCheckpoint({str(k): v for k, v in stored.items()}))
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv keeps the LR
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

@@ -102,12 +102,13 @@ def unknown_key_hints(config_name: str, args: list[str]) -> list[str]:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name, overrides=[o.input_line for o in groups])
+            cfg = compose(config_name, overrides=[o.input_line or "" for o in groups])
     except Exception:  # an unknown group option: Hydra listed the allowed ones already
         return []
     finally:
         GlobalHydra.instance().clear()
-    return [h for o in keys if (h := _hint(cfg, o.key_or_group, o.input_line))]
+    hints = (_hint(cfg, o.key_or_group, o.input_line or str(o)) for o in keys)
+    return [h for h in hints if h]
 
 
 def _hint(cfg: DictConfig, key: str, typed: str) -> str | None:

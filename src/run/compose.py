@@ -14,7 +14,7 @@ from src.run.cli import CONFIG_DIR, as_additions
 def compose_config(
     name: str,
     output_dir: str | Path,
-    overrides: list[str] = (),
+    overrides: list[str] | tuple[str, ...] = (),
     cache_dir: str | Path | None = None,
 ) -> DictConfig:
     """The config of `src/<name>.py <overrides>`, writing into `output_dir` (no Hydra run needed)."""

@@ -27,7 +27,7 @@ def prepare_run(cfg: DictConfig) -> None:
     if extras.get("ignore_warnings"):
         warnings.filterwarnings("ignore")
     if extras.get("matmul_precision"):
-        torch.set_float32_matmul_precision(extras.matmul_precision)
+        torch.set_float32_matmul_precision(extras["matmul_precision"])
     if extras.get("print_config", True):
         print_config_tree(cfg, cfg.paths.output_dir)
     save_resolved_config(cfg, cfg.paths.output_dir)

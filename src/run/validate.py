@@ -83,7 +83,7 @@ def check_monitored_metrics(cfg: DictConfig, trainer: pl.Trainer, model: Any) ->
         return
     if cfg.get("monitor"):  # the key users set; the callbacks below copy it by interpolation
         validate_monitor(cfg.monitor.get("metric"), logged, "monitor.metric")
-    for callback in trainer.callbacks:
+    for callback in getattr(trainer, "callbacks", []):
         monitor = getattr(callback, "monitor", None)
         if monitor is not None:
             validate_monitor(monitor, logged, f"{type(callback).__name__}.monitor")

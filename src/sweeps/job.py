@@ -23,7 +23,7 @@ from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 
-Task = Callable[[DictConfig], dict[str, float]]
+Task = Callable[[DictConfig], dict[str, float | str]]
 
 
 def in_multirun() -> bool:
@@ -31,7 +31,7 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def optimized_value(metrics: dict[str, float], cfg: DictConfig) -> float | None:
+def optimized_value(metrics: dict[str, float | str], cfg: DictConfig) -> float | None:
     """The value a sweeper optimizes: `metrics[cfg.optimized_metric]` (None when not configured)."""
     key = cfg.get("optimized_metric")
     if not key:
@@ -41,7 +41,7 @@ def optimized_value(metrics: dict[str, float], cfg: DictConfig) -> float | None:
             "optimized_metric=%r was not produced by this run (got %s).", key, list(metrics)
         )
         return None
-    return metrics[key]
+    return float(metrics[key])  # 'nan'/'inf' as text in results.json, a float for the sweeper
 
 
 def run_job(task: Task, cfg: DictConfig, script: str | Path) -> float | None:

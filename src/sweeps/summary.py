@@ -405,7 +405,7 @@ def settings_from_files(sweep_dir: Path) -> Settings:
     for job in find_job_dirs(sweep_dir)[:1]:
         candidates.append(job / ".hydra" / "config.yaml")
         candidates.append(job / ".hydra" / "hydra.yaml")
-    merged = OmegaConf.create()
+    merged: Any = OmegaConf.create()
     for path in candidates:
         if path.is_file():
             merged = OmegaConf.merge(merged, OmegaConf.load(path))
