@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from src.utils.errors import NonFiniteLossError
+from src.utils.errors import ConfigError, NonFiniteLossError
 
 
 class _Window(NamedTuple):
@@ -35,7 +35,10 @@ class _Window(NamedTuple):
 class StopOnNonFiniteLoss(pl.Callback):
     def __init__(self, check_every_n_steps: int = 50) -> None:
         if check_every_n_steps < 1:
-            raise ValueError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
+            raise ConfigError(
+                f"callbacks.finite_loss.check_every_n_steps={check_every_n_steps} is not allowed: "
+                "an integer >= 1."
+            )
         self.check_every_n_steps = check_every_n_steps
         self._pending: list[Tensor] = []
         self._window = _Window(0, 0, 0)

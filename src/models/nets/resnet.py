@@ -19,7 +19,7 @@ class SmallImageResNet(nn.Module):
             if name.startswith(("resnet", "wide_"))
         }
         if arch not in builders:
-            raise ValueError(
+            raise ConfigError(
                 f"model.net.arch={arch!r} is not a torchvision ResNet; allowed: {sorted(builders)}"
             )
         self.net = builders[arch](weights=None, num_classes=num_classes)
