@@ -5,6 +5,8 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torchvision.models import resnet
 
+from src.utils.errors import ConfigError
+
 
 class SmallImageResNet(nn.Module):
     """A torchvision ResNet (`arch`: resnet18/34/50...) whose stem keeps the resolution of 8-32 px inputs."""
