@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 import src.utils  # noqa: F401  (registers the config resolvers)
 from src.callbacks.finite_loss import fail_if_diverged
+from src.checkpoints.init_from import check_init_from, load_initial_weights
 from src.checkpoints.resume import best_checkpoint, checkpoint_to_resume, checkpoints_in_run
 from src.checkpoints.target_policy import check_targets, trusted_targets
 from src.loggers.hparams import log_hyperparameters
@@ -56,6 +57,7 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     with open_run("train", cfg) as record:
         validate_config(cfg)
         cfg.tags = record.extra["tags"] = check_tags(cfg)
+        check_init_from(cfg)
         if cfg.get("resume"):  # the config came partly from the run directory's overrides.yaml
             check_targets(cfg, f"resume={cfg.resume}", trusted_targets(cfg))
         ckpt_path = checkpoint_to_resume(cfg)
@@ -66,6 +68,9 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
         datamodule = instantiate(cfg.data, _convert_="all")
         fetch_data_first(datamodule)
         model = instantiate(cfg.model, _convert_="all")
+        if cfg.get("init_from") and ckpt_path is None:  # a resumed fine-tune has its own weights
+            report = load_initial_weights(model, cfg.init_from, cfg.get("init_from_keys"))
+            record.extra["init_from"] = report.to_dict()
         trainer = build_trainer(cfg, store_config=True)
         check_monitored_metrics(cfg, trainer, model)
         log_hyperparameters(cfg, trainer, model)
