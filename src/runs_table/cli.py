@@ -36,7 +36,6 @@ from src.runs_table.filter import (
     select,
 )
 from src.runs_table.read import FIELDS, MISSING, Run, read_run
-from src.utils.atomic import atomic_write_text
 
 DEFAULT_DIRS = ("logs",)
 DEFAULT_LIMIT = 30
@@ -314,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for problem in table.problems:
         print(f"skipped {problem}", file=sys.stderr)
     print_table(table, args.limit)
+    # imported here: src.utils registers OmegaConf resolvers (~80 ms) that a table does not need
+    from src.utils.atomic import atomic_write_text
+
     for path, text in ((args.csv, to_csv), (args.md, to_markdown)):
         if path is not None:
             try:
