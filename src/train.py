@@ -6,6 +6,8 @@ python src/train.py -m optimizer.lr=1e-3,1e-2 seed=1,2,3
 python src/train.py resume=logs/train/runs/<run>        # continue a run in its own directory
 """
 
+from pathlib import Path
+
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
@@ -13,6 +15,7 @@ from omegaconf import DictConfig
 
 import src.utils  # noqa: F401  (registers the config resolvers)
 from src.callbacks.finite_loss import fail_if_diverged
+from src.checkpoints.init_from import check_init_from, load_initial_weights
 from src.checkpoints.resume import best_checkpoint, checkpoint_to_resume, checkpoints_in_run
 from src.checkpoints.target_policy import check_targets, trusted_targets
 from src.loggers.hparams import log_hyperparameters
@@ -20,8 +23,10 @@ from src.run.build import build_trainer
 from src.run.cli import run_entry_point
 from src.run.fit_summary import fit_rows
 from src.run.lifecycle import open_run
+from src.run.provenance import provenance_summary, write_provenance
 from src.run.record import RunRecord
 from src.run.setup import prepare_run
+from src.run.tags import check_tags
 from src.run.validate import check_monitored_metrics, fetch_data_first, validate_config
 from src.sweeps.job import run_job
 from src.utils.logging_utils import get_logger
@@ -51,14 +56,21 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     """Fit, test the best checkpoint, write the run's artifacts; return every final metric."""
     with open_run("train", cfg) as record:
         validate_config(cfg)
+        cfg.tags = record.extra["tags"] = check_tags(cfg)
+        check_init_from(cfg)
         if cfg.get("resume"):  # the config came partly from the run directory's overrides.yaml
             check_targets(cfg, f"resume={cfg.resume}", trusted_targets(cfg))
         ckpt_path = checkpoint_to_resume(cfg)
         record.extra["resumed_from"] = ckpt_path
+        provenance = write_provenance(Path(cfg.paths.output_dir))
+        record.extra["provenance"] = provenance_summary(provenance)
         prepare_run(cfg)
         datamodule = instantiate(cfg.data, _convert_="all")
         fetch_data_first(datamodule)
         model = instantiate(cfg.model, _convert_="all")
+        if cfg.get("init_from") and ckpt_path is None:  # a resumed fine-tune has its own weights
+            report = load_initial_weights(model, cfg.init_from, cfg.get("init_from_keys"))
+            record.extra["init_from"] = report.to_dict()
         trainer = build_trainer(cfg, store_config=True)
         check_monitored_metrics(cfg, trainer, model)
         log_hyperparameters(cfg, trainer, model)

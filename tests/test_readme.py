@@ -11,6 +11,7 @@ import json
 import math
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,8 @@ def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
     if "data=mnist" in command and not mnist_here:
         pytest.skip("needs MNIST in data/ or ../shared/datasets (this repo's CI data), absent here")
     args = shlex.split(command.replace("<run_dir>", str(run_dir)))[1:]
+    if args[:2] == ["-m", "src.runs_table"]:
+        return _runs_table_runs(args, run_dir, tmp_path)
     logs = optuna_logs if any(a.startswith("hparams_search=") for a in args) else tmp_path
     if args[0] == "src/train.py" and not any(a.startswith("trainer.max_epochs=") for a in args):
         args.append("trainer.max_epochs=2")  # one more than run_dir has, so resume= trains an epoch
@@ -91,3 +94,22 @@ def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
     ]
     assert sorted(r["status"] for r in results) == expected_statuses(args), command
     assert all("test/acc" in r["metrics"] for r in results if r["status"] == "completed")
+
+
+def _runs_table_runs(args: list[str], run_dir: Path, tmp_path: Path) -> None:
+    """`python -m src.runs_table ...` in a folder whose `logs/` is the README run's log directory."""
+    import os
+    import subprocess
+
+    (tmp_path / "logs").symlink_to(run_dir.parents[2], target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, f"{args}\n--- stderr ---\n{result.stderr[-4000:]}"
+    assert "run(s) selected" in result.stdout
+    if "--tag" not in args and "--where" not in args:
+        assert run_dir.name in result.stdout  # the README run is listed
+    for option in ("--csv", "--md"):
+        if option in args:
+            assert (tmp_path / args[args.index(option) + 1]).stat().st_size > 0

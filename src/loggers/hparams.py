@@ -63,6 +63,8 @@ def log_hyperparameters(cfg: DictConfig, trainer: pl.Trainer, model: pl.Lightnin
         for k in HPARAM_KEYS
         if k in cfg
     }
+    if "tags" in cfg:  # train's tags=[...], as one text value (TensorBoard shows scalars only)
+        hparams["tags"] = ",".join(map(str, cfg.tags or []))
     hparams["model/params/total"] = sum(p.numel() for p in model.parameters())
     hparams["model/params/trainable"] = sum(
         p.numel() for p in model.parameters() if p.requires_grad

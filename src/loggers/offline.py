@@ -12,7 +12,7 @@ mlflow and wandb are imported only when the logger that needs them is built.
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +28,23 @@ class LocalMLFlowLogger(MLFlowLogger):
         experiment_name: str = "lightning_logs",
         run_dir: str | None = None,
         run_name: str | None = None,
-        tags: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         if tracking_uri.startswith("file:"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        tags = dict(tags or {})
+        # the run's tags=[a,b] list: MLflow tags are key-value, so each name becomes a tag "true"
+        named: dict[str, Any] = (
+            dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(map(str, tags or ()), "true")
+        )
         if run_dir:
-            tags.setdefault("run_dir", str(run_dir))
+            named.setdefault("run_dir", str(run_dir))
             run_name = run_name or "/".join(Path(run_dir).parts[-2:])
         super().__init__(
             experiment_name=experiment_name,
             run_name=run_name,
             tracking_uri=tracking_uri,
-            tags=tags or None,
+            tags=named or None,
             **kwargs,
         )
 
