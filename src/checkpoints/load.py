@@ -35,6 +35,11 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
         mmap = zipfile.is_zipfile(path)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # garbage bytes, not a pickle that calls code
+            raise CheckpointError(
+                f"{path} is not a readable torch checkpoint (not written by torch.save): "
+                f"{_first_sentence(err)}. Allowed: a complete .ckpt written by src/train.py."
+            ) from None
         found = re.search(r"WeightsUnpickler error:\s*([^\n]+?)(?:\. |\n|$)", str(err))
         detail = found.group(1) if found else "not a tensor or plain container"
         raise CheckpointError(
