@@ -1,7 +1,6 @@
 """What `predict.py input=…` reads: a dataset split, a folder of images (or one image), or a tensor file.
 
-A split comes from the datamodule as it trains on it (already normalized). Image files and tensor
-files end as raw images `N×C×H×W` at the dataset's pixel scale (what its `load_splits()` returns:
+A split, image files and tensor files all end as raw images `N×C×H×W` at the dataset's pixel scale (what its `load_splits()` returns:
 0..255, or 0..16 for digits), so the datamodule's own `normalize` then treats them exactly as it
 treats its training data. Images are read with Pillow (installed with torchvision and matplotlib).
 """
@@ -25,10 +24,12 @@ class PredictInputs:
     """Images to predict, with an id per image and the true labels where the input has them."""
 
     ids: list[str]
-    images: Tensor  # N×C×H×W: raw pixel scale of the dataset (uint8 or float), or normalized
+    images: Tensor  # N×C×H×W at the raw pixel scale of the dataset (uint8 or float)
     labels: Tensor | None = None
     kind: str = "split"
-    normalized: bool = False  # True: ready for the network (a split); False: needs `normalize`
+    normalized: bool = (
+        False  # True: ready for the network; False (every kind here): needs `normalize`
+    )
 
 
 def allowed() -> str:
@@ -60,9 +61,9 @@ def load_inputs(value: str, datamodule: InMemoryDataModule) -> PredictInputs:
 
 def _split(name: str, datamodule: InMemoryDataModule) -> PredictInputs:
     datamodule.setup("predict")
-    images, labels = datamodule.splits[name]
+    images, labels = datamodule.splits[name]  # raw (uint8), normalized per batch like in training
     ids = [f"{name}/{i}" for i in range(len(labels))]
-    return PredictInputs(ids, images.cpu(), labels.cpu(), "split", normalized=True)
+    return PredictInputs(ids, images.cpu(), labels.cpu(), "split")
 
 
 def _image_folder(folder: Path, datamodule: InMemoryDataModule) -> PredictInputs:
