@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from src.data.images import MODES, read_image
 from src.data.in_memory import InMemoryDataModule
 from src.utils.errors import ConfigError
 
@@ -82,24 +83,17 @@ def _images(files: list[Path], root: Path, datamodule: InMemoryDataModule) -> Pr
     """Decode, convert to the data's channels (L or RGB), resize to its H×W (area average when
     shrinking, bilinear when enlarging), rescale 0..255 to the dataset's pixel scale."""
     import numpy as np
-    from PIL import Image
 
     channels, height, width = datamodule.input_shape
-    modes = {1: "L", 3: "RGB"}
-    if channels not in modes:
+    if channels not in MODES:
         raise ConfigError(
             f"data.input_shape={list(datamodule.input_shape)}: images can be read for 1 or 3 "
             f"channels only; give a tensor file (.pt) for {channels} channels."
         )
     arrays = []
     for file in files:
-        try:
-            with Image.open(file) as image:
-                image = image.convert(modes[channels])
-                shrink = image.width >= width and image.height >= height
-                resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-                image = image.resize((width, height), resample)
-                arrays.append(np.asarray(image, dtype=np.uint8).reshape(height, width, channels))
+        try:  # the same conversion and resizing as an image folder's training data
+            arrays.append(read_image(file, channels, (height, width)))
         except OSError as err:
             raise ConfigError(f"input: cannot read image {file}: {err}") from None
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

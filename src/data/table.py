@@ -93,10 +93,11 @@ class TableDataModule(InMemoryDataModule):
         values = pd.to_numeric(column, errors="coerce")
         bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
+            first = int(np.flatnonzero(bad.to_numpy())[0])
+            line = int(column.index[first]) + 2  # the file's line: header first, rows from 0
             raise ConfigError(
-                f"{self.path}: column {name!r} is numeric but line {row + 2} holds "
-                f"{column.iloc[row]!r}; fix the value, or list the column in data.categorical."
+                f"{self.path}: column {name!r} is numeric but line {line} holds "
+                f"{column.iloc[first]!r}; fix the value, or list the column in data.categorical."
             )
         return values.to_numpy(dtype=np.float64)
 
@@ -115,7 +116,7 @@ class TableDataModule(InMemoryDataModule):
             categorical = [
                 c
                 for c in features
-                if frame[c].dtype == object
+                if not pd.api.types.is_numeric_dtype(frame[c])
                 and pd.to_numeric(frame[c], errors="coerce").notna().mean() < 0.5
             ]
         return [c for c in features if c not in categorical], categorical
@@ -149,7 +150,7 @@ class TableDataModule(InMemoryDataModule):
         x = torch.tensor(np.concatenate(parts, 1) if parts else np.zeros((len(frame), 0)))
         if self.task == "classification":
             index = {c: i for i, c in enumerate(fitted["class_names"])}
-            y = torch.as_tensor(frame[self.target].astype(str).map(index).to_numpy(np.int64))
+            y = torch.tensor(frame[self.target].astype(str).map(index).to_numpy(np.int64))
         else:
             y = torch.tensor(self._numbers(frame[self.target], self.target), dtype=torch.float32)
         return x.to(torch.float32), y
