@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from src.data.image_folder import ImageFolderDataModule
 from src.data.table import TableDataModule
 from src.train import train
 from src.utils.errors import ConfigError, DatasetNotFoundError
-from tests.helpers import FAST
+from tests.helpers import FAST, ROOT, run_cli
 
 RNG = np.random.default_rng(0)
 CLASSES = ("cat", "dog", "owl")
@@ -271,3 +273,32 @@ def test_image_cache_writer_is_atomic_even_for_meta(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         image_dm(root, cache)
     assert list(cache.glob("*.meta.pt")) == [] and list(cache.glob(".*tmp*")) == []
+
+
+# ---- the README's commands --------------------------------------------------------------------
+def readme_section_commands(title: str) -> list[str]:
+    """The `sh` block of a README section: the commands, in order, comments dropped."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("title", ["Train on your own images", "Train on a table"])
+def test_readme_commands_run_in_order(title, tmp_path):
+    """Each section's commands, as typed (`data/...` moved into a temp folder), one after another:
+    the example writers first, then the runs that read what they wrote."""
+    commands = readme_section_commands(title)
+    assert len(commands) >= 3
+    for command in commands:
+        args = shlex.split(command.replace("data/", f"{tmp_path}/data/"))[1:]
+        if args[0] == "src/train.py":
+            args += ["trainer.max_epochs=2", f"paths.log_dir={tmp_path}/logs"]
+            args += [f"paths.cache_dir={tmp_path}/cache", "extras.print_config=false"]
+        result = run_cli(args)
+        assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
+    statuses = [
+        json.loads(p.read_text())["status"] for p in (tmp_path / "logs").rglob("results.json")
+    ]
+    assert statuses == ["completed"] * sum(c.startswith("python src/train.py") for c in commands)

@@ -34,6 +34,8 @@ class Sample:
     file: Path
     label: int
     split: str
+    size: int = 0  # bytes and modification time, read once while listing: they key the cache
+    mtime_ns: int = 0
 
 
 @dataclass

@@ -14,6 +14,7 @@ per-sample `transform` instead.
 """
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.root = Path(root)
         self.mean, self.std = (0.5,) * self.input_shape[0], (0.5,) * self.input_shape[0]
         self.skipped: list[str] = []
+        self._opened = None
 
     # ---- the folder -----------------------------------------------------------------------------
     def _scan(self) -> tuple[list[Sample], list[str]]:
@@ -84,28 +86,18 @@ class ImageFolderDataModule(InMemoryDataModule):
                 f"{self.root}/<class>/<image> (or {self.root}/train/<class>/<image>)."
             )
         suffixes = image_suffixes()
-        files: dict[str, list[tuple[Path, int]]] = {}
+        files: dict[str, list[Sample]] = {}
         for split, top in tops.items():
             files[split] = []
             for label, name in enumerate(class_dirs):
                 folder = top / name
-                found = (
-                    sorted(
-                        p
-                        for p in folder.rglob("*")
-                        if p.is_file()
-                        and p.suffix.lower() in suffixes
-                        and not p.name.startswith(".")
-                    )
-                    if folder.is_dir()
-                    else []
-                )
+                found = _list_images(folder, suffixes, label) if folder.is_dir() else []
                 if not found and split in ("all", "train"):
                     raise ConfigError(
                         f"class folder {folder} holds no images (readable endings include .png, "
                         ".jpg, .bmp, .gif, .tif, .webp); add images or remove the folder."
                     )
-                files[split] += [(f, label) for f in found]
+                files[split] += found
             extra = sorted(p.name for p in top.iterdir() if p.is_dir() and p.name not in class_dirs)
             if extra:
                 raise ConfigError(
@@ -114,7 +106,7 @@ class ImageFolderDataModule(InMemoryDataModule):
                 )
         return self._assign_splits(files), class_dirs
 
-    def _assign_splits(self, files: dict[str, list[tuple[Path, int]]]) -> list[Sample]:
+    def _assign_splits(self, files: dict[str, list[Sample]]) -> list[Sample]:
         """Keep the folder's splits; carve the missing val/test from train (or from all) by seed."""
         pool = files.get("train", files.get("all", []))
         order = torch.randperm(
@@ -134,7 +126,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         samples = []
         for split in SPLIT_FOLDERS:
             chosen = [pool[i] for i in sorted(carved[split])] if split in carved else files[split]
-            samples += [Sample(f, label, split) for f, label in chosen]
+            samples += [Sample(s.file, s.label, split, s.size, s.mtime_ns) for s in chosen]
         return samples
 
     def _key(self, samples: list[Sample]) -> str:
@@ -145,8 +137,7 @@ class ImageFolderDataModule(InMemoryDataModule):
             f"{hp.val_size}|{hp.test_size}|{hp.split_seed}".encode()
         )
         for s in samples:
-            st = s.file.stat()
-            digest.update(f"{s.file}|{s.label}|{s.split}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            digest.update(f"{s.file}|{s.label}|{s.split}|{s.size}|{s.mtime_ns}\n".encode())
         return f"{self.name}-{self.root.name}-{digest.hexdigest()[:16]}"
 
     def _cache_dir(self) -> Path:
@@ -176,6 +167,12 @@ class ImageFolderDataModule(InMemoryDataModule):
         log.warning("Skipping unreadable image %s (%s)", file, err)
 
     def _ensure_cache(self):
+        """The cache's images and meta: listed, keyed and opened (or built) once per instance."""
+        if self._opened is None:
+            self._opened = self._open_or_build()
+        return self._opened
+
+    def _open_or_build(self):
         samples, class_names = self._scan()
         if len(class_names) != self.num_classes:
             raise ConfigError(
@@ -246,3 +243,20 @@ class ImageFolderDataModule(InMemoryDataModule):
 
 class _SizeError(ValueError):
     """An image whose size differs from input_shape while resizing is off (a config error)."""
+
+
+def _list_images(folder: Path, suffixes: frozenset[str], label: int) -> list[Sample]:
+    """Image files under `folder` (recursively, hidden ones skipped), sorted, with their size and
+    mtime from one `stat` each (rglob + is_file + stat costs three)."""
+    found, stack = [], [folder]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    stack.append(Path(entry.path))
+                elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in suffixes:
+                    st = entry.stat()
+                    found.append(Sample(Path(entry.path), label, "", st.st_size, st.st_mtime_ns))
+    return sorted(found, key=lambda s: s.file)

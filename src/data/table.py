@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from src.data.example_tables import is_example, load_example_table
+from src.data.examples import is_example, load_example_table
 from src.data.in_memory import InMemoryDataModule, Split
 from src.utils.errors import ConfigError, DatasetNotFoundError
 from src.utils.logging_utils import get_logger

@@ -1,9 +1,11 @@
-"""Small real tables that ship with scikit-learn: something to train `data=csv` on with no download.
+"""Small real data that ships with scikit-learn, to try `data=csv` and `data=image_folder` offline.
 
-`sklearn:wine` (178 rows, 13 numeric features, 3 classes), `sklearn:iris` (150 rows, 4 features,
-3 classes), `sklearn:diabetes` (442 rows, 10 features, a numeric target: regression). A `data.path`
-of that form reads the table directly; `python -m src.data.example_tables wine data/wine.csv`
+Tables: `sklearn:wine` (178 rows, 13 numeric features, 3 classes), `sklearn:iris` (150 rows, 4
+features, 3 classes), `sklearn:diabetes` (442 rows, 10 features, a numeric target: regression). A
+`data.path` of that form reads the table directly; `python -m src.data.examples wine data/wine.csv`
 writes it as a CSV file, to try `data.path=<file>` exactly as with your own table.
+Images: `python -m src.data.examples digits_images data/digits_images` writes the 1,797 8×8 digits
+as PNG files in one subfolder per class, the layout `data=image_folder` reads.
 """
 
 import argparse
@@ -52,12 +54,35 @@ def write_example_table(name: str, path: str | Path) -> Path:
     return path
 
 
+def write_digits_images(folder: str | Path) -> Path:
+    """scikit-learn's digits as `folder/<digit>/<index>.png` (8×8 grey, 0..16 scaled to 0..255).
+    Each file is written to a temp name and renamed, so a rerun never leaves a torn PNG."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    folder = Path(folder)
+    bunch = load_digits()
+    for i, (image, label) in enumerate(zip(bunch.images, bunch.target, strict=True)):
+        path = folder / str(label) / f"{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        Image.fromarray(np.round(image * 255 / 16).astype(np.uint8)).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=TABLES)
-    parser.add_argument("path", help="the CSV file to write")
+    parser.add_argument("name", choices=[*TABLES, "digits_images"])
+    parser.add_argument(
+        "path", help="the CSV file (a table) or the folder (digits_images) to write"
+    )
     args = parser.parse_args()
-    print(write_example_table(args.name, args.path))  # noqa: T201  (a command-line tool)
+    if args.name == "digits_images":
+        print(write_digits_images(args.path))  # noqa: T201  (a command-line tool)
+    else:
+        print(write_example_table(args.name, args.path))  # noqa: T201
 
 
 if __name__ == "__main__":
