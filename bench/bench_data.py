@@ -123,12 +123,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=None, help="where the PNGs go (default: a temp folder)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the training process (1: on a shared 2-core VM, two threads wait on "
+        "each other: a 128-image index_select took 32 ms instead of 0.03 ms under load)",
+    )
     args = parser.parse_args()
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    torch.set_num_threads(args.threads)
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_data_"))
     started = time.perf_counter()
     root = write_pngs(args.data_dir, out, args.images)
     print(f"{args.images} PNGs in {root} ({time.perf_counter() - started:.1f} s to write or find)")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), load average {os.getloadavg()}")
 
     with tempfile.TemporaryDirectory() as cache:
         started = time.perf_counter()
@@ -149,7 +157,8 @@ def main() -> None:
             ours_times += mine
             theirs_times += theirs
             ratios.append(statistics.median(theirs) / statistics.median(mine))
-            print(f"  repeat {repeat}: ours {mine} s | torchvision {theirs} s")
+            mine_s, theirs_s = ([round(t, 2) for t in ts] for ts in (mine, theirs))
+            print(f"  repeat {repeat}: ours {mine_s} s | torchvision {theirs_s} s", flush=True)
     o, t = statistics.median(ours_times), statistics.median(theirs_times)
     print(
         f"[cpu] {n_train} training images per epoch, median epoch: ours {o:.3f} s | torchvision "

@@ -126,7 +126,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         samples = []
         for split in SPLIT_FOLDERS:
             chosen = [pool[i] for i in sorted(carved[split])] if split in carved else files[split]
-            samples += [Sample(s.file, s.label, split, s.size, s.mtime_ns) for s in chosen]
+            for sample in chosen:
+                sample.split = split
+            samples += chosen
         return samples
 
     def _key(self, samples: list[Sample]) -> str:
@@ -248,15 +250,16 @@ class _SizeError(ValueError):
 def _list_images(folder: Path, suffixes: frozenset[str], label: int) -> list[Sample]:
     """Image files under `folder` (recursively, hidden ones skipped), sorted, with their size and
     mtime from one `stat` each (rglob + is_file + stat costs three)."""
-    found, stack = [], [folder]
+    found, stack = [], [str(folder)]
     while stack:
         with os.scandir(stack.pop()) as entries:
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
                 if entry.is_dir():
-                    stack.append(Path(entry.path))
+                    stack.append(entry.path)
                 elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in suffixes:
                     st = entry.stat()
-                    found.append(Sample(Path(entry.path), label, "", st.st_size, st.st_mtime_ns))
-    return sorted(found, key=lambda s: s.file)
+                    found.append(Sample(entry.path, label, "", st.st_size, st.st_mtime_ns))
+    found.sort(key=lambda s: s.file)
+    return found
