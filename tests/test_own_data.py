@@ -150,6 +150,14 @@ def test_unreadable_images_can_be_skipped(tmp_path):
     assert [Path(f).name for f in dm.skipped] == ["3.png"]
 
 
+def test_a_folder_link_loop_does_not_hang_the_listing(tmp_path):
+    root = write_images(tmp_path / "imgs")
+    (root / "cat" / "loop").symlink_to(root / "cat", target_is_directory=True)
+    (root / "dog" / "linked.png").symlink_to(root / "dog" / "0.png")  # linked files are images
+    dm = image_dm(root, tmp_path / "cache")
+    assert sum(len(v[1]) for v in dm.splits.values()) == 19
+
+
 def test_mixed_sizes_without_resize_name_the_file(tmp_path):
     root = write_images(tmp_path / "imgs")
     Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(root / "cat" / "odd.png")

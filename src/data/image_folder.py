@@ -256,7 +256,7 @@ def _list_images(folder: Path, suffixes: frozenset[str], label: int) -> list[Sam
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
-                if entry.is_dir():
+                if entry.is_dir(follow_symlinks=False):  # a linked folder could loop forever
                     stack.append(entry.path)
                 elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in suffixes:
                     st = entry.stat()
