@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shlex
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,14 @@ def test_unreadable_images_can_be_skipped(tmp_path):
     dm = image_dm(root, tmp_path / "cache", on_error="skip")
     assert sum(len(v[1]) for v in dm.splits.values()) == 17
     assert [Path(f).name for f in dm.skipped] == ["3.png"]
+
+
+def test_two_builders_at_once_leave_one_good_cache(tmp_path):
+    root, cache = write_images(tmp_path / "imgs"), tmp_path / "cache"
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: image_dm(root, cache), range(2))
+    assert torch.equal(first.splits["train"][0], second.splits["train"][0])
+    assert len(list(cache.glob("*.npy"))) == 1 and list(cache.glob(".*")) == []
 
 
 def test_a_folder_link_loop_does_not_hang_the_listing(tmp_path):

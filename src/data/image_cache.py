@@ -11,6 +11,7 @@ build killed at any point leaves either the previous cache or none, never a torn
 """
 
 import os
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.progress import Progress
 
 from src.utils.logging_utils import get_logger
 
@@ -89,8 +91,9 @@ def build_cache(
     """Decode every sample (in `samples` order, splits contiguous) into the cache files."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     images_path, meta_path = paths(cache_dir, key)
-    tmp_images = images_path.with_name(f".{images_path.name}.tmp{os.getpid()}")
-    tmp_meta = meta_path.with_name(f".{meta_path.name}.tmp{os.getpid()}")
+    unique = f"{os.getpid()}-{secrets.token_hex(4)}"  # two builders never share a temp file
+    tmp_images = images_path.with_name(f".{images_path.name}.tmp{unique}")
+    tmp_meta = meta_path.with_name(f".{meta_path.name}.tmp{unique}")
     started = time.perf_counter()
     channels = shape[0]
     try:
@@ -179,14 +182,16 @@ class _progress:
     """A rich progress bar while building (refreshed 4 times a second, not per image)."""
 
     def __init__(self, total: int, description: str) -> None:
-        from rich.progress import Progress
-
         self.total, self.description = total, description
         self.bar = Progress(transient=True, refresh_per_second=4)
         self.done = 0
 
     def __enter__(self) -> Callable[[], None]:
-        self.bar.start()
+        try:
+            self.bar.start()
+        except Exception as err:  # another live display (rich allows one at a time): log only
+            log.info("%s (no progress bar: %s)", self.description, err)
+            self.bar = Progress(disable=True)
         task = self.bar.add_task(self.description, total=self.total)
 
         def advance() -> None:

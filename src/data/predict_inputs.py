@@ -84,6 +84,11 @@ def _images(files: list[Path], root: Path, datamodule: InMemoryDataModule) -> Pr
     shrinking, bilinear when enlarging), rescale 0..255 to the dataset's pixel scale."""
     import numpy as np
 
+    if len(datamodule.input_shape) != 3:
+        raise ConfigError(
+            f"input: the run's data are not images (data.input_shape="
+            f"{list(datamodule.input_shape)}); allowed: a split (test, val, train) or a tensor file."
+        )
     channels, height, width = datamodule.input_shape
     if channels not in MODES:
         raise ConfigError(
