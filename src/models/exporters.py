@@ -42,13 +42,14 @@ def check_export_config(export_cfg) -> list[str]:
 
 
 def real_batches(datamodule, batch_size: int, split: str = "test") -> tuple[Tensor, Tensor]:
-    """Two batches of the run's own data as the network sees them (the datamodule's splits are
-    normalized at setup): 2 images to trace with, `batch_size` others to check on."""
+    """Two batches of the run's own data as the network sees them (the splits hold raw samples;
+    the datamodule's `normalize` is what training applies per batch): 2 to trace with,
+    `batch_size` others to check on."""
     datamodule.setup("test")
     images = datamodule.splits[split][0]
     if len(images) < 2 + batch_size:
         batch_size = max(1, len(images) - 2)
-    batch = images[: 2 + batch_size].float().cpu()
+    batch = datamodule.normalize(images[: 2 + batch_size].cpu())
     return batch[:2], batch[2:]
 
 

@@ -4,6 +4,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from src.utils.errors import ConfigError
+
 
 def _block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
     layers = [
@@ -27,6 +29,11 @@ class CNN(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if len(input_shape) != 3:
+            raise ConfigError(
+                f"model=cnn needs images (data.input_shape=[C, H, W]), but data.input_shape="
+                f"{list(input_shape)}; for a table use model=mlp (or model=regressor)."
+            )
         c_in, size = input_shape[0], min(input_shape[1:])
         blocks = []
         for c_out in channels:

@@ -15,6 +15,11 @@ class SmallImageResNet(nn.Module):
         self, input_shape: Sequence[int], num_classes: int, arch: str = "resnet18"
     ) -> None:
         super().__init__()
+        if len(input_shape) != 3:
+            raise ConfigError(
+                f"model=resnet needs images (data.input_shape=[C, H, W]), but data.input_shape="
+                f"{list(input_shape)}; for a table use model=mlp (or model=regressor)."
+            )
         builders = {
             name: getattr(resnet, name)
             for name in resnet.__all__
