@@ -27,36 +27,54 @@ from src.utils.devices import torch_device
 
 
 @torch.inference_mode()
-def predict_probabilities(
+def predict_outputs(
     model: torch.nn.Module,
     datamodule: Any,
     inputs: PredictInputs,
     batch_size: int,
     device: torch.device,
+    regression: bool = False,
 ) -> torch.Tensor:
-    """Softmax probabilities (N×classes, on the CPU); raw images are normalized as in training."""
+    """Softmax probabilities (N×classes), or predicted values (N×1) for a regression model, on the
+    CPU; raw inputs are normalized as in training."""
     model = model.to(device)
     chunks = []
     for i in range(0, len(inputs.images), batch_size):
         x = inputs.images[i : i + batch_size].to(device)
         x = x.float() if inputs.normalized else datamodule.normalize(x)
-        chunks.append(model(x).softmax(dim=1).cpu())
+        out = model(x)
+        chunks.append((out if regression else out.softmax(dim=1)).cpu())
     return torch.cat(chunks)
 
 
-def write_predictions(path: Path, inputs: PredictInputs, probs: torch.Tensor) -> None:
-    """One row per input: `id, predicted, probability, [label,] prob_0 … prob_{K-1}`."""
+def write_predictions(
+    path: Path, inputs: PredictInputs, probs: torch.Tensor, class_names: list[str]
+) -> None:
+    """One row per input: `id, predicted, class, probability, [label,] prob_0 … prob_{K-1}`."""
     confidence, predicted = probs.max(dim=1)
     labels = inputs.labels
-    header = ["id", "predicted", "probability", *(["label"] if labels is not None else [])]
+    header = ["id", "predicted", "class", "probability", *(["label"] if labels is not None else [])]
     header += [f"prob_{k}" for k in range(probs.shape[1])]
     with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for i, id_ in enumerate(inputs.ids):
+            k = int(predicted[i])
+            name = class_names[k] if k < len(class_names) else str(k)
             label = [int(labels[i])] if labels is not None else []
-            row = [id_, int(predicted[i]), f"{float(confidence[i]):.6f}", *label]
+            row = [id_, k, name, f"{float(confidence[i]):.6f}", *label]
             writer.writerow(row + [f"{p:.6f}" for p in probs[i].tolist()])
+
+
+def write_values(path: Path, inputs: PredictInputs, values: torch.Tensor) -> None:
+    """One row per input of a regression model: `id, predicted, [label]`."""
+    labels = inputs.labels
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "predicted", *(["label"] if labels is not None else [])])
+        for i, id_ in enumerate(inputs.ids):
+            label = [f"{float(labels[i]):.6g}"] if labels is not None else []
+            writer.writerow([id_, f"{float(values[i].reshape(-1)[0]):.6g}", *label])
 
 
 def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float | str]:
@@ -65,13 +83,23 @@ def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, fl
         cfg, datamodule, model = restore_run(cfg, overrides)
         inputs = load_inputs(cfg.input, datamodule)
         device = torch_device(str(cfg.trainer.get("accelerator", "auto")))
-        probs = predict_probabilities(model, datamodule, inputs, cfg.data.eval_batch_size, device)
+        regression = getattr(datamodule, "task", "classification") == "regression"
+        outputs = predict_outputs(
+            model, datamodule, inputs, cfg.data.eval_batch_size, device, regression
+        )
         output_file = Path(cfg.output_file)
-        write_predictions(output_file, inputs, probs)
         record.add_metrics({"predict/count": len(inputs.ids)})
-        if inputs.labels is not None:
-            accuracy = (probs.argmax(dim=1) == inputs.labels).float().mean()
-            record.add_metrics({"predict/acc": accuracy})
+        if regression:
+            write_values(output_file, inputs, outputs)
+            if inputs.labels is not None:
+                error = outputs.reshape(-1) - inputs.labels.float().reshape(-1)
+                record.add_metrics({"predict/mse": error.pow(2).mean()})
+        else:
+            names = list(getattr(datamodule, "class_names", []) or [])
+            write_predictions(output_file, inputs, outputs, names)
+            if inputs.labels is not None:
+                accuracy = (outputs.argmax(dim=1) == inputs.labels).float().mean()
+                record.add_metrics({"predict/acc": accuracy})
         record.extra.update(
             input=str(cfg.input), input_kind=inputs.kind, predictions=str(output_file)
         )

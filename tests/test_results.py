@@ -270,7 +270,7 @@ def test_onnx_and_torchscript_match_pytorch_on_another_batch_size(exported, run)
     _, out = exported
     datamodule = instantiate(run["cfg"].data, _convert_="all")
     datamodule.setup("test")
-    x = datamodule.splits["test"][0][-37:]  # normalized at setup, as the network sees it
+    x = datamodule.normalize(datamodule.splits["test"][0][-37:])  # as the network sees it
     net = instantiate(run["cfg"].model.net).eval()
     net.load_state_dict(torch.load(out / "net.pt", weights_only=True))
     with torch.inference_mode():
@@ -353,7 +353,8 @@ def test_predict_and_export_from_the_command_line(run, tmp_path):
         ]
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Predict summary: 10 input(s)" in result.stdout + result.stderr
+    assert "Predict summary: completed" in result.stdout + result.stderr
+    assert "10 item(s)" in result.stdout + result.stderr
     assert len(_csv_rows(tmp_path / "predict" / "predictions.csv")) == 10
 
     result = run_cli(

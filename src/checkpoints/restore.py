@@ -70,6 +70,9 @@ def restore_run(
     validate_config(merged)
     prepare_run(merged)
     datamodule = instantiate(merged.data, _convert_="all")
+    fitted = checkpoint.get(type(datamodule).__qualname__)  # what the datamodule fitted on train
+    if isinstance(fitted, dict) and hasattr(datamodule, "load_state_dict"):
+        datamodule.load_state_dict(fitted)
     model = instantiate(merged.model, _convert_="all")
     check_compatible(checkpoint, model, cfg.ckpt_path, merged)
     model.load_state_dict(checkpoint["state_dict"])
