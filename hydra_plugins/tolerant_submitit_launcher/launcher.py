@@ -23,12 +23,15 @@ package whatever the task.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import math
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,6 +182,13 @@ def check_resources(params: dict[str, Any]) -> None:
         raise SlurmLaunchError(
             f"hydra.launcher.nodes={nodes_asked} is more than {where} has: {len(nodes)} node(s)."
         )
+    most_gpus = max(n["gpus"] for n in nodes)
+    if gpus and gpus > most_gpus:
+        offer = f"at most {most_gpus} GPUs per node" if most_gpus else "no GPUs (GRES gpu)"
+        raise SlurmLaunchError(
+            f"hydra.launcher.gpus_per_node={gpus} but the nodes of {where} have {offer}. Allowed: "
+            f"another partition (hydra.launcher.partition=...), or hydra/launcher=slurm_cpu."
+        )
     most_cpus = max(n["cpus"] for n in nodes)
     if cpus is not None and cpus * tasks > most_cpus:
         raise SlurmLaunchError(
@@ -195,13 +205,6 @@ def check_resources(params: dict[str, Any]) -> None:
         raise SlurmLaunchError(
             f"hydra.launcher.mem_gb={mem_gb} is more than any node of {where} has: at most "
             f"{most_mb / 1024:.1f} GB."
-        )
-    most_gpus = max(n["gpus"] for n in nodes)
-    if gpus and gpus > most_gpus:
-        offer = f"at most {most_gpus} GPUs per node" if most_gpus else "no GPUs (GRES gpu)"
-        raise SlurmLaunchError(
-            f"hydra.launcher.gpus_per_node={gpus} but the nodes of {where} have {offer}. Allowed: "
-            f"another partition (hydra.launcher.partition=...), or hydra/launcher=slurm_cpu."
         )
 
 
@@ -281,10 +284,14 @@ class TolerantSlurmLauncher(SlurmLauncher):
                     Singleton.get_state(),
                 )
             )
+        # submitit prints sbatch's stderr when sbatch fails: it is in the one-line error instead
+        stderr = io.StringIO()
         try:
-            jobs = executor.map_array(self, *zip(*job_params, strict=True))
+            with contextlib.redirect_stderr(stderr):
+                jobs = executor.map_array(self, *zip(*job_params, strict=True))
         except Exception as err:  # submitit's FailedJobError carries sbatch's stderr
             raise SlurmLaunchError(f"sbatch refused the sweep: {_one_line(err)}") from err
+        sys.stderr.write(stderr.getvalue())
         log.info("Submitted SLURM job(s) %s", ", ".join(job.job_id for job in jobs))
         return [
             self._outcome(job, list(overrides), idx)
