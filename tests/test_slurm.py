@@ -46,11 +46,18 @@ def _env() -> dict[str, str]:
     return env
 
 
+_started: list[subprocess.Popen] = []
+
+
 def start_sweep(args: list[str], log_dir: Path) -> subprocess.Popen:
-    command = [sys.executable, "src/train.py", "-m", *args, *FAST_JOB, f"paths.log_dir={log_dir}"]
-    return subprocess.Popen(
+    name = f"hydra.launcher.name=test-{log_dir.name}"  # the cleanup cancels jobs by this name
+    command = [sys.executable, "src/train.py", "-m", *args, *FAST_JOB, name]
+    command.append(f"paths.log_dir={log_dir}")
+    proc = subprocess.Popen(
         command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    _started.append(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
@@ -112,6 +119,19 @@ def same_metrics(a: dict, b: dict) -> None:
         assert a["metrics"][key] == b["metrics"][key], (key, a["metrics"], b["metrics"])
 
 
+@pytest.fixture(autouse=True)
+def _cleanup(tmp_path):
+    """A failed test leaves no sweep process and none of its SLURM jobs running."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if shutil.which("scancel"):
+        subprocess.run(["scancel", f"--name=test-{tmp_path.name}"], capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A reachable SLURM whose default partition has CPUs only; else skip, saying why."""
@@ -170,50 +190,55 @@ def test_ddp_with_two_srun_tasks_matches_ddp_on_one_machine(cluster, tmp_path):
     same_metrics(on_slurm, results(run))
 
 
+def pause(flag: Path, epoch: str = "2") -> list[str]:
+    """Overrides that hold a job after `epoch` until SIGTERM (tests/slurm_callbacks.py)."""
+    return [
+        "+callbacks.pause._target_=tests.slurm_callbacks.PauseAfterEpoch",
+        f"+callbacks.pause.epoch={epoch}",
+        f"+callbacks.pause.flag={flag}",
+    ]
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_a_requeued_job_ends_as_if_it_had_never_stopped(cluster, tmp_path):
-    """Two identical jobs (they differ in printing only); `scontrol requeue` one mid-fit."""
-    proc = start_sweep(
-        [
-            "hydra/launcher=slurm_cpu",
-            "extras.print_config=true,false",
-            "trainer.max_epochs=12",
-            "callbacks.early_stopping=null",
-        ],
-        tmp_path,
-    )
-    sweep = wait_until(
-        lambda: next((tmp_path / "train" / "multiruns").glob("*"), None), 60, "the sweep dir"
-    )
-    wait_until(lambda: epochs_done(sweep / "0") >= 2, 180, "job 0's second epoch")
-    (job,) = [j for j in squeue_ids() if j.endswith("_0")]
+    """Two identical jobs but for a pause; `scontrol requeue` job 0 while it waits after epoch 2."""
+    flag = tmp_path / "paused"
+    args = ["hydra/launcher=slurm_cpu", "trainer.max_epochs=5", "callbacks.early_stopping=null"]
+    proc = start_sweep([*args, *pause(flag, epoch="2,-1")], tmp_path)
+    wait_until(flag.is_file, 240, "job 0 to pause after epoch 2")
+    sweep = sweep_dir(tmp_path)
+    (job,) = [j for j in squeue_ids(f"test-{tmp_path.name}") if j.endswith("_0")]
     subprocess.run(["scontrol", "requeue", job], check=True)
     finish(proc)
     requeued, twin = results(sweep / "0"), results(sweep / "1")
     assert requeued["status"] == twin["status"] == "completed"
     assert requeued["resumed_from"], "the requeued job started over instead of resuming"
+    assert not twin["resumed_from"]
     same_metrics(requeued, twin)
-    assert epochs_done(sweep / "0") == epochs_done(sweep / "1") == 12
+    assert epochs_done(sweep / "0") == epochs_done(sweep / "1") == 5
     assert slurm_launcher.slurm_job_info(job).get("Restarts") == "1"
 
 
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_train_sbatch_requeued_continues_its_own_run(cluster, tmp_path):
-    """Two train.sbatch jobs with the same overrides; one is requeued mid-fit and ends the same."""
+    """Two train.sbatch jobs, the same but for a pause; one is requeued while it waits after
+    epoch 2 and ends exactly as the other."""
     python = os.environ.get("PYTHON", sys.executable)
     overrides = [
         *FAST_JOB,
         f"paths.log_dir={tmp_path}",
-        "trainer.max_epochs=12",
+        "trainer.max_epochs=5",
         "callbacks.early_stopping=null",
     ]
+    flag = tmp_path / "paused"
     ids = []
-    for name in ("requeued", "twin"):
+    for name, extra in (("requeued", pause(flag)), ("twin", [])):
         out = subprocess.run(
-            ["sbatch", "--parsable", f"--job-name={name}", f"--output={tmp_path}/{name}-%j.out"]
-            + [str(SBATCH), *overrides],
+            ["sbatch", "--parsable", f"--job-name=test-{tmp_path.name}"]
+            + [f"--output={tmp_path}/{name}-%j.out"]
+            + [str(SBATCH), *overrides, *extra],
             cwd=ROOT,
             env={**_env(), "PYTHON": python},
             capture_output=True,
@@ -222,9 +247,8 @@ def test_train_sbatch_requeued_continues_its_own_run(cluster, tmp_path):
         )
         ids.append(out.stdout.strip().split(";")[0])
     pointer = tmp_path / "slurm" / f"train-{ids[0]}.run"
-    wait_until(pointer.is_file, 60, "the run pointer")
+    wait_until(flag.is_file, 240, "the job to pause after epoch 2")
     run_dir = Path(pointer.read_text().strip())
-    wait_until(lambda: epochs_done(run_dir) >= 2, 180, "the second epoch")
     subprocess.run(["scontrol", "requeue", ids[0]], check=True)
     wait_until(
         lambda: all(job_state(i) == "COMPLETED" for i in ids), 300, "both jobs to complete", 1
@@ -257,7 +281,7 @@ def test_a_job_killed_by_scancel_is_recorded_and_the_sweep_ends(cluster, tmp_pat
         lambda: next((tmp_path / "train" / "multiruns").glob("*"), None), 60, "the sweep dir"
     )
     wait_until(lambda: epochs_done(sweep / "1") >= 1, 180, "job 1's first epoch")
-    (job,) = [j for j in squeue_ids() if j.endswith("_1")]
+    (job,) = [j for j in squeue_ids(f"test-{tmp_path.name}") if j.endswith("_1")]
     subprocess.run(["scancel", job], check=True)
     out = finish(proc)
 
