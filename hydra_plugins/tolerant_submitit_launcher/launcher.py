@@ -359,10 +359,13 @@ class TolerantSlurmLauncher(SlurmLauncher):
             time.sleep(1)
         else:
             return info
-        deadline = time.monotonic() + RESULT_GRACE_S
+        info = slurm_job_info(job.job_id) or info
+        # a completed job's result may lag on a shared disk; a cancelled or killed one has none
+        grace = RESULT_GRACE_S if info.get("JobState") in ("COMPLETED", None) else 2.0
+        deadline = time.monotonic() + grace
         while not self._has_results(job) and time.monotonic() < deadline:
-            time.sleep(1)
-        return slurm_job_info(job.job_id) or info
+            time.sleep(0.5)
+        return info
 
     def _failed(
         self, job: Any, overrides: list[str], idx: int, info: dict[str, str], error: str | None

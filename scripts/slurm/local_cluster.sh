@@ -11,12 +11,14 @@
 # (default /var/tmp/local-slurm), except /etc/slurm/slurm.conf, a symlink into it so that sbatch,
 # sinfo, ... find the cluster with no environment variable (stop removes it; start refuses to
 # replace a slurm.conf it did not write). A munged that already answers is used and left running.
-# Fast restarts (measured in /work/shared/notes): a requeued job starts again after ~10 s, not 120 s.
+# LOCAL_SLURM_ACCOUNTING=0 starts it without MariaDB/slurmdbd (sacct then fails, as on some clusters).
+# Fast restarts: a requeued job starts again after ~10 s, not 120 s.
 set -euo pipefail
 
 STATE=${LOCAL_SLURM_DIR:-/var/tmp/local-slurm}
 CLUSTER=${LOCAL_SLURM_CLUSTER:-local}
 DB_PORT=${LOCAL_SLURM_DB_PORT:-3307} # not 3306: leave a system MariaDB alone
+ACCOUNTING=${LOCAL_SLURM_ACCOUNTING:-1} # 0: no MariaDB/slurmdbd (sacct fails, as on some clusters)
 CTLD_PORT=6817 SLURMD_PORT=6818 DBD_PORT=6819
 SLURM_CONF_LINK=/etc/slurm/slurm.conf
 LOCK=${LOCAL_SLURM_LOCK:-/var/lock/local-slurm.lock}
@@ -151,9 +153,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2,bf_interval=1
-AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
-AccountingStoragePort=$DBD_PORT
+$(((ACCOUNTING)) && printf '%s\n' AccountingStorageType=accounting_storage/slurmdbd \
+        AccountingStorageHost=localhost "AccountingStoragePort=$DBD_PORT")
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 ReturnToService=2
@@ -195,7 +196,9 @@ link_conf() {
 # ---- the commands ----------------------------------------------------------------------------
 all_running() {
     local d
-    for d in slurmd slurmctld slurmdbd mariadbd; do pid_of "$d" >/dev/null || return 1; done
+    for d in slurmd slurmctld $( ((ACCOUNTING)) && echo slurmdbd mariadbd); do
+        pid_of "$d" >/dev/null || return 1
+    done
     munge_ok && sinfo -h >/dev/null 2>&1
 }
 
@@ -219,13 +222,15 @@ start() {
     write_configs
     link_conf
     start_munge
-    start_mariadb
-    start_slurmdbd
+    if ((ACCOUNTING)); then
+        start_mariadb
+        start_slurmdbd
+    fi
     slurmctld 9>&- || die "slurmctld did not start (see $STATE/log/slurmctld.log)"
     slurmd -N localhost 9>&- || die "slurmd did not start (see $STATE/log/slurmd.log)"
     wait_for 30 "node" node_idle ||
         die "node localhost is not idle: $(sinfo -h -N -o '%N %t %E' 2>&1) (see $STATE/log/)"
-    log "running: partition debug, $(nproc) CPUs; state and logs in $STATE"
+    log "running: partition debug, $(nproc) CPUs, accounting $( ((ACCOUNTING)) && echo on || echo off); state and logs in $STATE"
 }
 
 stop_pids() { # SIGTERM all at once (each takes ~2 s to exit), wait up to 15 s, then SIGKILL
@@ -281,6 +286,11 @@ stop() {
 status() {
     local d pid rc=0
     for d in munged mariadbd slurmdbd slurmctld slurmd; do
+        if [[ $d == mariadbd || $d == slurmdbd ]] && [[ -f $STATE/etc/slurm.conf ]] &&
+            ! grep -q '^AccountingStorageType' "$STATE/etc/slurm.conf"; then
+            echo "$d: not used (accounting off)"
+            continue
+        fi
         if pid=$(pid_of "$d"); then
             echo "$d: running (pid $pid)"
         elif [[ $d == munged ]] && munge_ok; then
