@@ -541,3 +541,26 @@ def test_train_sbatch_refuses_a_missing_python(tmp_path):
         "train.sbatch: error: no python at /nope/python: run 'make install' first, or set "
         "PYTHON=/path/to/venv/bin/python"
     )
+
+
+@pytest.mark.parametrize(
+    "preset, tasks, gpus, cpus", [("slurm", 1, 1, 8), ("slurm_cpu", 1, None, 1)]
+)
+def test_slurm_presets_build_the_tolerant_launcher(preset, tasks, gpus, cpus):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from tests.helpers import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", [f"hydra/launcher={preset}"], return_hydra_config=True)
+    launcher = instantiate(cfg.hydra.launcher)
+    assert isinstance(launcher, slurm_launcher.TolerantSlurmLauncher)
+    params = launcher.params
+    assert (params["tasks_per_node"], params["gpus_per_node"], params["cpus_per_task"]) == (
+        tasks,
+        gpus,
+        cpus,
+    )
