@@ -32,13 +32,13 @@ die() {
     exit 1
 }
 pidfile() { echo "$STATE/run/$1.pid"; }
-pid_of() { # the pid in a daemon's pid file, if that process is alive
-    local f
+pid_of() { # the pid in a daemon's pid file, if that process is alive and is that daemon
+    local f pid
     f=$(pidfile "$1")
     [[ -s $f ]] || return 1
-    local pid
     pid=$(tr -dc 0-9 <"$f")
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    # a stale pid file may name a pid now reused by another program: never signal that one
+    [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == "$1" ]] && echo "$pid"
 }
 wait_for() { # wait_for SECONDS WHAT COMMAND...: poll every 0.1 s
     local deadline=$((SECONDS + $1)) what=$2
