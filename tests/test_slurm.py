@@ -491,6 +491,8 @@ def test_train_sbatch_finds_its_own_run_and_never_another(tmp_path, stand_ins):
     def run_dir(call: list[str]) -> str:
         return next(a for a in call if a.startswith("hydra.run.dir=")).split("=", 1)[1]
 
+    script = SBATCH.read_text()  # requeues itself: on SIGUSR1 Lightning runs `scontrol requeue`
+    assert "#SBATCH --requeue\n" in script and "#SBATCH --signal=SIGUSR1@90\n" in script
     first = run_sbatch_script(tmp_path, {"SLURM_JOB_ID": "41"})
     assert first[0] == sys.executable and first[1] == "src/train.py"  # the venv's python
     assert "trainer=cpu" in first and "slurm-41_" in run_dir(first)
