@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast eval predict export sweep search summary bench lint format clean
+.PHONY: help install train test test-fast check eval predict export sweep search summary bench lint typecheck format clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,8 +22,10 @@ install: $(STAMP) ## create .venv and install requirements.txt (done by train/te
 train: $(STAMP) ## train + test the default model on the bundled digits (ARGS="model=cnn ..." to override)
 	$(PY) src/train.py $(ARGS)
 
-test: $(STAMP) ## the whole test suite, slow tests included (what CI runs)
+test: check ## lint + type check + the whole test suite, slow tests included (what CI runs)
 	$(PY) -m pytest $(ARGS)
+
+check: lint typecheck ## ruff (lint + format) and mypy: fails on any finding
 
 test-fast: $(STAMP) ## the fast tests only (skips those marked slow)
 	$(PY) -m pytest -m "not slow" $(ARGS)
@@ -57,6 +59,9 @@ summary: $(STAMP) ## rebuild a sweep's summary: make summary SWEEP=logs/train/mu
 lint: $(STAMP) ## ruff lint + format check
 	$(VENV)/bin/ruff check src tests bench hydra_plugins
 	$(VENV)/bin/ruff format --check src tests bench hydra_plugins
+
+typecheck: $(STAMP) ## mypy over src/ (settings in pyproject.toml)
+	$(VENV)/bin/mypy src
 
 format: $(STAMP) ## ruff fix + format
 	$(VENV)/bin/ruff check --fix src tests bench hydra_plugins

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from src.data.torchvision_datasets import MNISTDataModule  # noqa: E402
 from src.models.nets.mlp import MLP  # noqa: E402
+from src.run.compose import compose_config  # noqa: E402
 from src.train import train  # noqa: E402
-from tests.helpers import compose_config  # noqa: E402
 
 BATCH, LR, HIDDEN = 128, 0.002, (64, 128, 64)
 

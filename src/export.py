@@ -12,29 +12,27 @@ prints this command with the best checkpoint filled in.
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import src.utils  # noqa: F401  (registers the config resolvers)
-from src.utils.cli import run_entry_point
-from src.utils.exporters import FILES, check_export_config, export_net
-from src.utils.logging_utils import get_logger
-from src.utils.restore import restore_run
-from src.utils.run_artifacts import record_run
-from src.utils.run_summary import log_summary, show_path, summary_lines
+from src.checkpoints.restore import restore_run
+from src.models.exporters import FILES, check_export_config, export_net
+from src.run.cli import run_entry_point
+from src.run.lifecycle import open_run
+from src.run.summary import show_path
+from src.sweeps.job import run_job
+from src.utils.atomic import atomic_write_text
 
-log = get_logger(__name__)
 
-
-def export(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
+def export(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float | str]:
     """Rebuild the checkpoint's model, export and check its network; return each max abs diff."""
-    with record_run("export", cfg.paths.output_dir) as record:
+    with open_run("export", cfg, model_path=str(cfg.ckpt_path)) as record:
         formats = check_export_config(cfg.export)
         cfg, datamodule, model = restore_run(cfg, overrides)
         out = Path(cfg.paths.output_dir)
-        OmegaConf.save(OmegaConf.to_container(cfg.model.net, resolve=True), out / "net.yaml")
+        atomic_write_text(out / "net.yaml", OmegaConf.to_yaml(cfg.model.net, resolve=True))
         diffs = export_net(
-            model.net,
+            model.get_submodule("net"),
             datamodule,
             out,
             formats,
@@ -43,29 +41,22 @@ def export(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, flo
             opset=cfg.export.get("onnx_opset"),
         )
         record.add_metrics({f"export/{fmt}_max_abs_diff": diff for fmt, diff in diffs.items()})
-        record.best_model_path = str(cfg.ckpt_path)
         files = ["net.pt", "net.yaml", *(FILES[fmt] for fmt in diffs)]
         record.extra["files"] = [str(out / name) for name in files]
-    log_summary(
-        summary_lines(
-            "Export summary",
-            [
-                ("checkpoint", show_path(cfg.ckpt_path)),
-                *((name, show_path(out / name)) for name in files),
-                *(
-                    (f"{fmt} check", f"max abs diff {diff:.3g} < {cfg.export.atol:g}")
-                    for fmt, diff in diffs.items()
-                ),
-                ("network class", str(cfg.model.net._target_)),
-            ],
-        )
-    )
+        record.summary_rows = [
+            *((name, show_path(out / name)) for name in files),
+            *(
+                (f"{fmt} check", f"max abs diff {diff:.3g} < {cfg.export.atol:g}")
+                for fmt, diff in diffs.items()
+            ),
+            ("network class", str(cfg.model.net._target_)),
+        ]
     return record.metrics
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="export")
-def main(cfg: DictConfig) -> None:
-    export(cfg, overrides=list(HydraConfig.get().overrides.task))
+def main(cfg: DictConfig) -> float | None:
+    return run_job(export, cfg, script=__file__)
 
 
 if __name__ == "__main__":

@@ -9,26 +9,30 @@ the checkpoint was trained with.
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import src.utils  # noqa: F401  (registers the config resolvers)
+from src.checkpoints.restore import restore_run
 from src.data.predict_inputs import PredictInputs, load_inputs
-from src.utils.cli import run_entry_point
-from src.utils.logging_utils import get_logger
-from src.utils.restore import inference_device, restore_run
-from src.utils.run_artifacts import record_run
-from src.utils.run_summary import format_metrics, log_summary, show_path, summary_lines
-
-log = get_logger(__name__)
+from src.run.cli import run_entry_point
+from src.run.lifecycle import open_run
+from src.run.summary import format_metrics, show_path
+from src.sweeps.job import run_job
+from src.utils.atomic import atomic_open
+from src.utils.devices import torch_device
 
 
 @torch.inference_mode()
 def predict_probabilities(
-    model, datamodule, inputs: PredictInputs, batch_size: int, device
+    model: torch.nn.Module,
+    datamodule: Any,
+    inputs: PredictInputs,
+    batch_size: int,
+    device: torch.device,
 ) -> torch.Tensor:
     """Softmax probabilities (N×classes, on the CPU); raw images are normalized as in training."""
     model = model.to(device)
@@ -43,25 +47,24 @@ def predict_probabilities(
 def write_predictions(path: Path, inputs: PredictInputs, probs: torch.Tensor) -> None:
     """One row per input: `id, predicted, probability, [label,] prob_0 … prob_{K-1}`."""
     confidence, predicted = probs.max(dim=1)
-    with_labels = inputs.labels is not None
-    header = ["id", "predicted", "probability", *(["label"] if with_labels else [])]
+    labels = inputs.labels
+    header = ["id", "predicted", "probability", *(["label"] if labels is not None else [])]
     header += [f"prob_{k}" for k in range(probs.shape[1])]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for i, id_ in enumerate(inputs.ids):
-            label = [int(inputs.labels[i])] if with_labels else []
+            label = [int(labels[i])] if labels is not None else []
             row = [id_, int(predicted[i]), f"{float(confidence[i]):.6f}", *label]
             writer.writerow(row + [f"{p:.6f}" for p in probs[i].tolist()])
 
 
-def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float]:
+def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float | str]:
     """Rebuild the checkpoint's model, predict `cfg.input`, write the CSV; return count (and acc)."""
-    with record_run("predict", cfg.paths.output_dir) as record:
+    with open_run("predict", cfg, model_path=str(cfg.ckpt_path)) as record:
         cfg, datamodule, model = restore_run(cfg, overrides)
         inputs = load_inputs(cfg.input, datamodule)
-        device = inference_device(cfg)
+        device = torch_device(str(cfg.trainer.get("accelerator", "auto")))
         probs = predict_probabilities(model, datamodule, inputs, cfg.data.eval_batch_size, device)
         output_file = Path(cfg.output_file)
         write_predictions(output_file, inputs, probs)
@@ -69,28 +72,20 @@ def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, fl
         if inputs.labels is not None:
             accuracy = (probs.argmax(dim=1) == inputs.labels).float().mean()
             record.add_metrics({"predict/acc": accuracy})
-        record.best_model_path = str(cfg.ckpt_path)
         record.extra.update(
             input=str(cfg.input), input_kind=inputs.kind, predictions=str(output_file)
         )
-    log_summary(
-        summary_lines(
-            f"Predict summary: {len(inputs.ids)} input(s)",
-            [
-                ("checkpoint", show_path(cfg.ckpt_path)),
-                ("input", f"{cfg.input} ({inputs.kind})"),
-                ("metrics", format_metrics(record.metrics)),
-                ("predictions", show_path(output_file)),
-                ("run directory", show_path(cfg.paths.output_dir)),
-            ],
-        )
-    )
+        record.summary_rows = [
+            ("input", f"{cfg.input} ({inputs.kind}), {len(inputs.ids)} item(s)"),
+            ("metrics", format_metrics(record.metrics)),
+            ("predictions", show_path(output_file)),
+        ]
     return record.metrics
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
-def main(cfg: DictConfig) -> None:
-    predict(cfg, overrides=list(HydraConfig.get().overrides.task))
+def main(cfg: DictConfig) -> float | None:
+    return run_job(predict, cfg, script=__file__)
 
 
 if __name__ == "__main__":

@@ -9,73 +9,74 @@ python src/train.py resume=logs/train/runs/<run>        # continue a run in its 
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import src.utils  # noqa: F401  (registers the config resolvers)
-from src.sweeps.job import run_task
-from src.utils.cli import run_entry_point
-from src.utils.finite import fail_if_diverged
+from src.callbacks.finite_loss import fail_if_diverged
+from src.checkpoints.resume import best_checkpoint, checkpoint_to_resume, checkpoints_in_run
+from src.checkpoints.target_policy import check_targets, trusted_targets
+from src.loggers.hparams import log_hyperparameters
+from src.run.build import build_trainer
+from src.run.cli import run_entry_point
+from src.run.fit_summary import fit_rows
+from src.run.lifecycle import open_run
+from src.run.record import RunRecord
+from src.run.setup import prepare_run
+from src.run.validate import check_monitored_metrics, fetch_data_first, validate_config
+from src.sweeps.job import run_job
 from src.utils.logging_utils import get_logger
-from src.utils.resume import checkpoint_to_resume, checkpoints_in_run
-from src.utils.run_artifacts import record_run, to_floats
-from src.utils.run_setup import (
-    build_trainer,
-    check_monitored_metrics,
-    log_hyperparameters,
-    prepare_run,
-)
-from src.utils.run_summary import log_summary, train_summary
-from src.utils.validate import check_data_available, validate_config
 
 log = get_logger(__name__)
 
 
 def test_best_checkpoint(
-    trainer: pl.Trainer, model: pl.LightningModule, datamodule
+    trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule
 ) -> dict[str, float]:
     """Reload the best checkpoint (not the last weights) and test it."""
-    callback = trainer.checkpoint_callback
-    ckpt_path = getattr(callback, "best_model_path", "") or None
+    ckpt_path = best_checkpoint(trainer)
     if ckpt_path is None:
         log.warning(
             "No best checkpoint (no ModelCheckpoint callback?): testing the current weights."
         )
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    return to_floats(results[0]) if results else {}
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    return dict(results[0]) if results else {}
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def record_checkpoints(record: RunRecord, trainer: pl.Trainer) -> None:
+    record.best_model_path = best_checkpoint(trainer)
+    record.last_model_path = next(map(str, checkpoints_in_run(record.output_dir)), None)
+
+
+def train(cfg: DictConfig) -> dict[str, float | str]:
     """Fit, test the best checkpoint, write the run's artifacts; return every final metric."""
-    with record_run("train", cfg.paths.output_dir) as record:
+    with open_run("train", cfg) as record:
         validate_config(cfg)
+        if cfg.get("resume"):  # the config came partly from the run directory's overrides.yaml
+            check_targets(cfg, f"resume={cfg.resume}", trusted_targets(cfg))
         ckpt_path = checkpoint_to_resume(cfg)
         record.extra["resumed_from"] = ckpt_path
         prepare_run(cfg)
         datamodule = instantiate(cfg.data, _convert_="all")
-        check_data_available(datamodule)
+        fetch_data_first(datamodule)
         model = instantiate(cfg.model, _convert_="all")
-        trainer = build_trainer(cfg, run_config=OmegaConf.to_container(cfg, resolve=True))
+        trainer = build_trainer(cfg, store_config=True)
         check_monitored_metrics(cfg, trainer, model)
         log_hyperparameters(cfg, trainer, model)
 
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         record.add_metrics({k: v for k, v in trainer.callback_metrics.items() if "/" in k})
         fail_if_diverged(record.metrics, epochs=trainer.current_epoch)
         if cfg.get("test", True):
             record.add_metrics(test_best_checkpoint(trainer, model, datamodule))
-
-        callback = trainer.checkpoint_callback
-        record.best_model_path = getattr(callback, "best_model_path", None) or None
-        record.last_model_path = next(map(str, checkpoints_in_run(cfg.paths.output_dir)), None)
-    log_summary(train_summary(cfg, record, trainer))
+        record_checkpoints(record, trainer)
+        record.summary_rows = fit_rows(cfg, record, trainer)
     return record.metrics
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    # in a multirun: a failed job returns NaN and the sweep goes on; DDP ranks stay in the job's dir
-    return run_task(train, cfg, script=__file__)
+    return run_job(train, cfg, script=__file__)
 
 
 if __name__ == "__main__":
-    run_entry_point(main, "train", resume=True)
+    run_entry_point(main, "train")

@@ -1,14 +1,13 @@
-"""Compose configs the way `python src/train.py ...` does, with outputs under a test directory."""
+"""What many tests need: configs composed as the command line would, the command line itself,
+a run's results, and faults on cue. One definition each."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
-
-import src.utils  # noqa: F401  (registers the resolvers the configs use)
+from src.run.compose import compose_config
+from src.run.record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -22,21 +21,16 @@ FAST = [
     "~callbacks.rich_progress_bar",
 ]
 
-
-def compose_config(
-    name: str, output_dir: Path, overrides: list[str] = (), cache_dir: Path | None = None
-) -> DictConfig:
-    """The config Hydra would build for `src/<name>.py <overrides>`, writing into `output_dir`."""
-    GlobalHydra.instance().clear()
-    paths = [
-        f"paths.output_dir={output_dir}",
-        f"paths.work_dir={ROOT}",
-        f"paths.log_dir={output_dir.parent}",
-    ]
-    if cache_dir is not None:
-        paths.append(f"paths.cache_dir={cache_dir}")
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=name, overrides=paths + list(overrides))
+__all__ = [
+    "FAST",
+    "PYTHON",
+    "ROOT",
+    "compose_config",
+    "config_options",
+    "fault",
+    "results",
+    "run_cli",
+]
 
 
 def config_options(group: str) -> list[str]:
@@ -44,13 +38,24 @@ def config_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-def run_cli(args: list[str], cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run a command line as a user would type it (`python src/train.py ...`)."""
+def run_cli(
+    args: list[str], cwd: Path = ROOT, timeout: int = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command line as a user would type it (`python src/train.py ...`), this checkout first
+    on the path (its src/ and its hydra_plugins/)."""
+    environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environ.get("PYTHONPATH")]))
     return subprocess.run(
-        [PYTHON, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"},
+        [PYTHON, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environ
     )
+
+
+def results(run_dir: Path | str) -> dict:
+    """A run's results.json, as written."""
+    return RunRecord.read(run_dir).to_json()
+
+
+def fault(kind: str, **params: object) -> list[str]:
+    """Overrides adding a fault-injection callback (`tests/fault_injection.py`)."""
+    overrides = [f"+callbacks.fault._target_=tests.fault_injection.{kind}"]
+    return overrides + [f"+callbacks.fault.{k}={v}" for k, v in params.items()]

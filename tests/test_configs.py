@@ -4,10 +4,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from src.run.build import build_trainer, instantiate_callbacks, instantiate_loggers
+from src.run.validate import validate_config
 from src.utils.errors import ConfigError
-from src.utils.instantiate import instantiate_callbacks, instantiate_loggers
-from src.utils.run_setup import build_trainer
-from src.utils.validate import validate_config
 from tests.helpers import config_options
 
 DATA, MODELS = config_options("data"), config_options("model")

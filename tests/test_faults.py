@@ -3,7 +3,6 @@
 Every case is listed, with what the user sees, in docs/faults.md.
 """
 
-import json
 import math
 import os
 import pickle
@@ -17,19 +16,15 @@ import torch
 
 from src.callbacks.finite_loss import StopOnNonFiniteLoss, _Window
 from src.eval import evaluate
+from src.run.cli import unknown_key_hints
 from src.train import train
-from src.utils.cli import unknown_key_hints
 from src.utils.errors import (
     CheckpointError,
     ConfigError,
     DatasetNotFoundError,
     NonFiniteLossError,
 )
-from tests.helpers import FAST, PYTHON, ROOT, compose_config
-
-
-def results(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "results.json").read_text())
+from tests.helpers import FAST, ROOT, compose_config, fault, results, run_cli
 
 
 def assert_nothing_trained(run_dir: Path, error: Exception) -> None:
@@ -44,18 +39,7 @@ def assert_nothing_trained(run_dir: Path, error: Exception) -> None:
 
 
 def cli(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [PYTHON, str(ROOT / "src" / script), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli([str(ROOT / "src" / script), *args], cwd=cwd, timeout=300)
 
 
 # ---- bad inputs rejected by Hydra, through the real command line ---------------------------------
@@ -165,11 +149,6 @@ def test_missing_dataset_without_network_fails_before_training(make_cfg, tmp_pat
 
 
 # ---- non-finite loss ---------------------------------------------------------------------------
-def fault(kind: str, **params) -> list[str]:
-    overrides = [f"+callbacks.fault._target_=tests.fault_injection.{kind}"]
-    return overrides + [f"+callbacks.fault.{k}={v}" for k, v in params.items()]
-
-
 def all_finite(path: Path) -> bool:
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())

@@ -19,11 +19,11 @@ import torch
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict
+from src.run.fit_summary import fit_rows
+from src.run.record import RunRecord
+from src.run.summary import summary_text
 from src.train import train
-from src.utils.errors import ConfigError
-from src.utils.exporters import ExportError
-from src.utils.run_artifacts import RunRecord
-from src.utils.run_summary import train_summary
+from src.utils.errors import ConfigError, ExportError
 from tests.helpers import FAST, ROOT, compose_config, run_cli
 
 EPOCHS = 3
@@ -47,7 +47,7 @@ def run(tmp_path_factory, cache_dir):
         "train", out, [*FAST, f"trainer.max_epochs={EPOCHS}", "logger=many"], cache_dir
     )
     capture = _Capture()
-    summary_log = logging.getLogger("src.utils.run_summary")
+    summary_log = logging.getLogger("src.run.summary")
     summary_log.addHandler(capture)
     level = summary_log.level
     summary_log.setLevel(logging.INFO)  # setLevel, not `.level =`: it also clears logging's cache
@@ -88,7 +88,7 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 # ---- summary ---------------------------------------------------------------------------------
 def test_summary_names_metrics_files_and_the_eval_command(run):
     text, metrics, out = run["summary"], run["metrics"], run["out"]
-    assert "Run summary: train completed" in text
+    assert "Train summary: completed" in text
     assert f"final (epoch {EPOCHS - 1})" in text and "best (epoch " in text
     assert f"test/acc {metrics['test/acc']:.4f}" in text
     assert f"val/acc_best {metrics['val/acc_best']:.4f}" not in text  # a running max, not a result
@@ -104,8 +104,9 @@ def test_summary_names_metrics_files_and_the_eval_command(run):
 
 def test_summary_without_checkpoint_or_test_says_so(make_cfg):
     cfg = make_cfg("train", ["callbacks=none", "test=false"])
-    record = RunRecord("train", Path(cfg.paths.output_dir), metrics={"val/acc": 0.9})
-    text = train_summary(cfg, record, trainer=None)
+    record = RunRecord("train", cfg.paths.output_dir, metrics={"val/acc": 0.9})
+    record.summary_rows = fit_rows(cfg, record, trainer=None)
+    text = summary_text(record)
     assert "final" in text and "val/acc 0.9000" in text
     assert "none saved" in text and "python src/" not in text and "test/" not in text
 
@@ -114,7 +115,7 @@ def test_the_printed_eval_command_reproduces_the_test_metrics(run, make_cfg, cap
     line = next(line for line in run["summary"].splitlines() if "python src/eval.py" in line)
     ckpt_arg = shlex.split(line)[-1]
     cfg = make_cfg("eval", [ckpt_arg, "extras.print_config=false"])
-    with caplog.at_level(logging.INFO, logger="src.utils.run_summary"):
+    with caplog.at_level(logging.INFO, logger="src.run.summary"):
         metrics = evaluate(cfg)
     assert metrics["test/acc"] == run["metrics"]["test/acc"]
     assert "Eval summary: completed" in caplog.text and f"{metrics['test/acc']:.4f}" in caplog.text

@@ -1,22 +1,20 @@
 """Resume: by run (`resume=`), after Ctrl+C/SIGTERM/a crash, after SIGKILL (exactly), after SLURM pre-emption."""
 
 import csv
-import json
 import os
 import pickle
 import signal
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from src.run.resume_args import expand_resume_args
 from src.train import train
 from src.utils.errors import CheckpointError, ConfigError
-from src.utils.resume import expand_resume_args
-from tests.helpers import FAST, PYTHON, ROOT, compose_config
+from tests.helpers import FAST, ROOT, compose_config, fault, results, run_cli
 
 #: digits batches per training epoch (1,294 samples / 64)
 STEPS_PER_EPOCH = 21
@@ -32,10 +30,6 @@ def history(run_dir: Path) -> list[dict[str, str]]:
     return rows
 
 
-def results(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
-
-
 def checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -44,11 +38,6 @@ def best_score(run_dir: Path) -> float:
     states = checkpoint(run_dir / "checkpoints" / "last.ckpt")["callbacks"]
     (state,) = [v for k, v in states.items() if k.startswith("ModelCheckpoint{'monitor': 'val")]
     return float(state["best_model_score"])
-
-
-def fault(kind: str, **params) -> list[str]:
-    overrides = [f"+callbacks.fault._target_=tests.fault_injection.{kind}"]
-    return overrides + [f"+callbacks.fault.{k}={v}" for k, v in params.items()]
 
 
 # ---- resume=<run_dir>: the command line ----------------------------------------------------------
@@ -184,18 +173,7 @@ def test_resume_after_epoch_k_matches_an_uninterrupted_run(tmp_path):
 
 
 def cli_train(args: list[str], cwd: Path) -> tuple[int, str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(
-        [PYTHON, str(ROOT / "src" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli([str(ROOT / "src" / "train.py"), *args], cwd=cwd, timeout=300)
     return proc.returncode, proc.stdout + proc.stderr
 
 

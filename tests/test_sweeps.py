@@ -9,7 +9,6 @@ also tested in-process, in well under a second each.
 import json
 import os
 import subprocess
-import sys
 from itertools import product
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from hydra_plugins.resumable_optuna_sweeper.resumable_optuna_sweeper import Resu
 from src.sweeps import summary as sweep_summary
 from src.sweeps.ddp import job_command
 from src.train import train
-from tests.helpers import CONFIG_DIR, FAST, ROOT
+from tests.helpers import CONFIG_DIR, FAST, ROOT, results, run_cli
 
 #: every command-line sweep below: one short epoch, no printed config or summaries, light logger
 SWEEP_FAST = [
@@ -44,13 +43,8 @@ NO_CURVES = "callbacks.history.plot=false"
 # ---- helpers ---------------------------------------------------------------------------------
 def run_sweep(args: list[str], log_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """`python src/train.py -m <args>` as a user types it, writing under `log_dir`; must exit 0."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # the checkout under test first: its src/ and its hydra_plugins/ (the Optuna sweeper plugin)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    command = [sys.executable, "src/train.py", "-m", *args, *SWEEP_FAST, f"paths.log_dir={log_dir}"]
-    proc = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    command = ["src/train.py", "-m", *args, *SWEEP_FAST, f"paths.log_dir={log_dir}"]
+    proc = run_cli(command, timeout=timeout)
     assert proc.returncode == 0, (
         f"{' '.join(command)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     )
@@ -66,10 +60,6 @@ def only_sweep_dir(log_dir: Path, task: str = "train") -> Path:
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def results(job_dir: Path) -> dict:
-    return json.loads((job_dir / "results.json").read_text())
 
 
 def overrides(job_dir: Path) -> list[str]:

@@ -12,6 +12,7 @@ checkpoint is about to be written, together with the weights themselves (an over
 turn the weights non-finite while the loss that produced it was still finite).
 """
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from src.utils.errors import NonFiniteLossError
+from src.utils.errors import ConfigError, NonFiniteLossError
 
 
 class _Window(NamedTuple):
@@ -34,7 +35,10 @@ class _Window(NamedTuple):
 class StopOnNonFiniteLoss(pl.Callback):
     def __init__(self, check_every_n_steps: int = 50) -> None:
         if check_every_n_steps < 1:
-            raise ValueError(f"check_every_n_steps={check_every_n_steps} must be >= 1")
+            raise ConfigError(
+                f"callbacks.finite_loss.check_every_n_steps={check_every_n_steps} is not allowed: "
+                "an integer >= 1."
+            )
         self.check_every_n_steps = check_every_n_steps
         self._pending: list[Tensor] = []
         self._window = _Window(0, 0, 0)
@@ -124,3 +128,24 @@ def _last_good(trainer: pl.Trainer) -> str:
     if not paths:
         return "There is no earlier checkpoint."
     return f"Last good checkpoint: {max(paths, key=lambda p: p.stat().st_mtime_ns)}."
+
+
+def fail_if_diverged(metrics: Mapping[str, float | str], epochs: int | None = None) -> None:
+    """After fit: raise `NonFiniteLossError` naming each `*loss` metric that is NaN or infinite.
+
+    The backstop for a run without the callback above: early stopping watches only the monitored
+    metric, and an accuracy stays finite when the loss is NaN, so a diverged run would otherwise
+    end `completed` with meaningless numbers, and a sweep would rank it like any other job.
+    """
+    bad = {
+        key: value
+        for key, value in metrics.items()
+        if key.endswith("loss") and not math.isfinite(float(value))
+    }
+    if bad:
+        where = f" after {epochs} epoch(s)" if epochs is not None else ""
+        values = ", ".join(f"{key}={value}" for key, value in bad.items())
+        raise NonFiniteLossError(
+            f"The loss diverged: {values}{where}. Lower optimizer.lr, set "
+            "trainer.gradient_clip_val, or check the data for NaN/inf values."
+        )

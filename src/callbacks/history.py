@@ -13,6 +13,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from src.utils.atomic import atomic_open, atomic_path
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -103,8 +104,7 @@ class History(pl.Callback):
 
     def write_csv(self) -> None:
         columns = list(dict.fromkeys(k for row in self.rows for k in row))
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        with self.csv_path.open("w", newline="") as f:
+        with atomic_open(self.csv_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)
@@ -155,18 +155,23 @@ class History(pl.Callback):
                 ax.legend(fontsize="small")
         fig.tight_layout()
         path = self.output_dir / "curves.png"
-        fig.savefig(path, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
         return path
 
     def _best_epoch(self) -> int | None:
         """The epoch whose `monitor` value is best (what the best checkpoint holds), if known."""
-        scored = [
-            (row[self.monitor], row["epoch"])
-            for row in self.rows
-            if self.monitor and not math.isnan(row.get(self.monitor, math.nan))
-        ]
-        if not scored:
-            return None
-        pick = max if self.mode == "max" else min
-        return int(pick(scored, key=lambda pair: pair[0])[1])
+        best = best_row(self.rows, self.monitor, self.mode)
+        return int(best["epoch"]) if best else None
+
+
+def best_row(
+    rows: list[dict[str, float]], monitor: str | None, mode: str
+) -> dict[str, float] | None:
+    """The row whose `monitor` value is best (max or min), skipping rows without it."""
+    scored = [row for row in rows if monitor and not math.isnan(row.get(monitor, math.nan))]
+    if not scored:
+        return None
+    pick = max if mode == "max" else min
+    return pick(scored, key=lambda row: row[monitor])

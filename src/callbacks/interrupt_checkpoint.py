@@ -4,6 +4,8 @@ Lightning's `OnExceptionCheckpoint` does the saving (and deletes the file again 
 the same run completes). This subclass only declines to save what no one should resume from: the
 weights after a non-finite loss, and a model that never took a step (the run failed while loading
 data or restoring a checkpoint, so there is nothing to keep and a file would look like a result).
+A save that fails itself (the disk is full) is logged, and the original error goes on: checkpoints
+are written atomically, so the failed save leaves nothing behind.
 """
 
 from pathlib import Path
@@ -29,7 +31,13 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
             return
         if trainer.state.fn != TrainerFn.FITTING or trainer.global_step == 0:
             return
-        super().on_exception(trainer, pl_module, exception)
+        try:
+            super().on_exception(trainer, pl_module, exception)
+        except OSError as err:
+            log.error(
+                "Could not save %s after %s: %s", self.ckpt_path, type(exception).__name__, err
+            )
+            return
         log.warning(
             "%s at epoch %d, global step %d: saved %s; continue with "
             "`python src/train.py resume=%s`.",

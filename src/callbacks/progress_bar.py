@@ -11,11 +11,16 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 
+from src.utils.errors import ConfigError
+
 
 class ThrottledRichProgressBar(RichProgressBar):
     def __init__(self, update_every_n_batches: int = 20, **kwargs: Any) -> None:
         if update_every_n_batches < 1:
-            raise ValueError(f"update_every_n_batches={update_every_n_batches} must be >= 1")
+            raise ConfigError(
+                f"callbacks.rich_progress_bar.update_every_n_batches={update_every_n_batches} is "
+                "not allowed: an integer >= 1."
+            )
         super().__init__(**kwargs)
         self.update_every_n_batches = update_every_n_batches
 

@@ -27,7 +27,8 @@ log = get_logger(__name__)
 def collect_rng_states() -> dict[str, Any]:
     """The states of Python's, numpy's, torch's CPU and (if initialised) every CUDA generator."""
     version, mt_state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert isinstance(keys, np.ndarray)
     states: dict[str, Any] = {
         "python": [version, list(mt_state), gauss],
         "numpy": {

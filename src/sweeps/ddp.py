@@ -102,8 +102,8 @@ def ranks_join_this_job(script: str | Path) -> Iterator[None]:
         launch_observer(child_processes)
 
     for module in modules:
-        module._hydra_subprocess_cmd = command
-        module._launch_process_observer = observe
+        setattr(module, "_hydra_subprocess_cmd", command)  # noqa: B010 (private, checked above)
+        setattr(module, "_launch_process_observer", observe)  # noqa: B010
     failed = True
     try:
         yield

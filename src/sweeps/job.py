@@ -1,9 +1,10 @@
-"""Run a task function under `@hydra.main`: as a single run, or as one job of a multirun.
+"""Run a task function (train, eval, predict, export) under `@hydra.main`: as a single run, or as
+one job of a multirun.
 
 A single run behaves as a plain call: an exception ends it with a traceback and exit code 1.
 In a multirun, one failed job must not end the sweep (Hydra's launchers stop at the first
 exception, and the Optuna sweeper stops its study): the job's `results.json` already says
-`failed` with the error (`record_run`), so here the error is logged and the job returns NaN,
+`failed` with the error (`src.run.lifecycle`), so here the error is logged and the job returns NaN,
 which the Optuna sweeper records as a failed trial; the sweep goes on and its summary lists the
 job as failed. Ctrl+C still stops the whole sweep. DDP jobs keep their ranks in their own
 directory (`src.sweeps.ddp`).
@@ -23,7 +24,7 @@ from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 
-Task = Callable[[DictConfig], dict[str, float]]
+Task = Callable[[DictConfig], dict[str, float | str]]
 
 
 def in_multirun() -> bool:
@@ -31,7 +32,7 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def optimized_value(metrics: dict[str, float], cfg: DictConfig) -> float | None:
+def optimized_value(metrics: dict[str, float | str], cfg: DictConfig) -> float | None:
     """The value a sweeper optimizes: `metrics[cfg.optimized_metric]` (None when not configured)."""
     key = cfg.get("optimized_metric")
     if not key:
@@ -41,10 +42,10 @@ def optimized_value(metrics: dict[str, float], cfg: DictConfig) -> float | None:
             "optimized_metric=%r was not produced by this run (got %s).", key, list(metrics)
         )
         return None
-    return metrics[key]
+    return float(metrics[key])  # 'nan'/'inf' as text in results.json, a float for the sweeper
 
 
-def run_task(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
+def run_job(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
     """`task(cfg)`, then the optimized metric; in a multirun a failure returns NaN instead of raising.
 
     `script` is the entry point's file (`__file__`): DDP ranks of a multirun job run it again.

@@ -20,7 +20,6 @@ when a summary is written, since Hydra instantiates its callbacks in every run.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -31,16 +30,19 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from src.run.record import RESULTS_FILE, RunRecord
+from src.run.record import STATUSES as RUN_STATUSES
+from src.run.resume_args import OVERRIDES_FILE
+from src.utils.atomic import atomic_path, atomic_write_text
+
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 SEED_KEY = "seed"
 MODES = ("max", "min")
-STATUSES = ("completed", "failed", "interrupted", "missing")
+STATUSES = (*RUN_STATUSES, "missing")
 #: how many rows of the table the end-of-sweep log shows (the files hold every row)
 LOGGED_ROWS = 10
 
@@ -101,31 +103,29 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return parsed
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def read_job(job_dir: Path) -> dict[str, Any]:
     """One job as a flat dict: job, overrides, status, error, wall time, run_dir, every metric."""
     overrides_path = job_dir / OVERRIDES_FILE
     overrides = list(OmegaConf.load(overrides_path)) if overrides_path.is_file() else []
-    results = _read_json(job_dir / RESULTS_FILE)
     row: dict[str, Any] = {"job": job_dir.name, "overrides": [str(o) for o in overrides]}
-    if results is None:
+    try:
+        record = RunRecord.read(job_dir / RESULTS_FILE)
+    except FileNotFoundError:
         row.update(status="missing", error="no results.json (still running, or killed)")
         row["run_dir"] = str(job_dir)
         return row
-    error = results.get("error")
+    except (OSError, ValueError) as err:
+        row.update(status="unreadable", error=f"results.json unreadable: {err}")
+        row["run_dir"] = str(job_dir)
+        return row
+    error = record.error
     row.update(
-        status=results.get("status", "unknown"),
+        status=record.status,
         error=f"{error.get('type')}: {error.get('message')}" if error else None,
-        wall_time_s=results.get("wall_time_s"),
-        run_dir=results.get("output_dir") or str(job_dir),
+        wall_time_s=record.wall_time_s,
+        run_dir=record.output_dir or str(job_dir),
     )
-    for key, value in (results.get("metrics") or {}).items():
+    for key, value in (record.metrics or {}).items():
         try:
             row[key] = float(value)  # "nan"/"inf" strings included
         except (TypeError, ValueError):
@@ -318,7 +318,8 @@ def plot(summary: Summary, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"{summary.sweep_dir.name}: {len(done)} completed job(s)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
 
@@ -338,15 +339,15 @@ def write_summary(
     """Build the summary of `sweep_dir` and write its files there; return it (with `.files`)."""
     summary = summarize(sweep_dir, metric, mode, log_x)
     out = summary.sweep_dir
-    summary.jobs.to_csv(out / "summary.csv", index=False)
+    atomic_write_text(out / "summary.csv", summary.jobs.to_csv(index=False))
     summary.files["csv"] = out / "summary.csv"
     if summary.seeds is not None:
-        summary.seeds.to_csv(out / "summary_seeds.csv", index=False)
+        atomic_write_text(out / "summary_seeds.csv", summary.seeds.to_csv(index=False))
         summary.files["seeds_csv"] = out / "summary_seeds.csv"
     picture = plot(summary, out / "summary.png")
     if picture is not None:
         summary.files["plot"] = picture
-    (out / "summary.md").write_text(to_markdown(summary, picture.name if picture else None))
+    atomic_write_text(out / "summary.md", to_markdown(summary, picture.name if picture else None))
     summary.files["markdown"] = out / "summary.md"
     return summary
 
@@ -404,7 +405,7 @@ def settings_from_files(sweep_dir: Path) -> Settings:
     for job in find_job_dirs(sweep_dir)[:1]:
         candidates.append(job / ".hydra" / "config.yaml")
         candidates.append(job / ".hydra" / "hydra.yaml")
-    merged = OmegaConf.create()
+    merged: Any = OmegaConf.create()
     for path in candidates:
         if path.is_file():
             merged = OmegaConf.merge(merged, OmegaConf.load(path))

@@ -1,4 +1,5 @@
-"""Small helpers shared by the entry points (train, eval): logging, validation, instantiation, artifacts."""
+"""Small generic helpers: errors, logging, atomic writes, devices, config resolvers. No domain logic;
+nothing here imports from the rest of `src`."""
 
 from src.utils.resolvers import register_resolvers
 

@@ -1,6 +1,6 @@
-"""Errors the template raises for bad input: each message names the key, the bad value and what is allowed.
+"""Every error the template raises for a user to act on, in one place: each names the bad value and what is allowed.
 
-They derive from Hydra's `CompactHydraException`, so `python src/train.py …` prints the message alone
+They derive from Hydra's `CompactHydraException`, so `python src/<task>.py …` prints the message alone
 (no traceback) before exiting with status 1; `HYDRA_FULL_ERROR=1` still shows the full stack.
 """
 
@@ -22,11 +22,31 @@ class CheckpointError(TemplateError, RuntimeError):
     """A checkpoint that cannot be used safely: missing, truncated, foreign, or carrying code."""
 
 
+class UntrustedTargetError(CheckpointError):
+    """A config read from a checkpoint or run directory names a callable our configs do not."""
+
+
 class DatasetNotFoundError(TemplateError, FileNotFoundError):
     """Dataset files are missing and could not be downloaded."""
 
 
+class RunDirLockedError(TemplateError, RuntimeError):
+    """Another live process is writing this run directory."""
+
+
 class NonFiniteLossError(TemplateError, FloatingPointError):
     """The training loss (or the weights) became NaN/inf; the run stops before saving them."""
+
+    before_training = False
+
+
+class ExportError(TemplateError, RuntimeError):
+    """An exported model that disagrees with the PyTorch one beyond the tolerance."""
+
+    before_training = False
+
+
+class DiskFullError(TemplateError, OSError):
+    """The disk filled up while the run wrote a file; the previous good files are intact."""
 
     before_training = False

@@ -7,7 +7,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 class _RankZeroFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return rank_zero_only.rank == 0 or record.levelno >= logging.ERROR
+        return getattr(rank_zero_only, "rank", 0) == 0 or record.levelno >= logging.ERROR
 
 
 def get_logger(name: str) -> logging.Logger:

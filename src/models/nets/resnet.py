@@ -5,6 +5,8 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torchvision.models import resnet
 
+from src.utils.errors import ConfigError
+
 
 class SmallImageResNet(nn.Module):
     """A torchvision ResNet (`arch`: resnet18/34/50...) whose stem keeps the resolution of 8-32 px inputs."""
@@ -19,7 +21,7 @@ class SmallImageResNet(nn.Module):
             if name.startswith(("resnet", "wide_"))
         }
         if arch not in builders:
-            raise ValueError(
+            raise ConfigError(
                 f"model.net.arch={arch!r} is not a torchvision ResNet; allowed: {sorted(builders)}"
             )
         self.net = builders[arch](weights=None, num_classes=num_classes)

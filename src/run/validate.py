@@ -1,22 +1,22 @@
 """One early check of the values that libraries would reject late (after data loading) or never.
 
 Hydra already rejects unknown group options and misspelled keys (the configs are in struct mode);
-this module covers the values inside the keys.
+this module covers the values inside the keys, before anything is built or written.
 """
 
-import os
 from collections.abc import Iterable
-from pathlib import Path
+from typing import Any
 
-import torch
-from omegaconf import DictConfig
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from src.utils.devices import available_devices, resolve_accelerator
 from src.utils.errors import ConfigError
 
 
 def _require_positive(cfg: DictConfig, key: str, allow: Iterable = ()) -> None:
-    value = _select(cfg, key)
+    value = OmegaConf.select(cfg, key, default=None)
     if value is None or value in allow:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -24,56 +24,25 @@ def _require_positive(cfg: DictConfig, key: str, allow: Iterable = ()) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed: it must be a number > 0{extra}.")
 
 
-def _select(cfg: DictConfig, key: str):
-    node = cfg
-    for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _resolve_accelerator(accelerator: str) -> str:
-    """What Lightning's `accelerator: auto` picks on this machine."""
-    if accelerator != "auto":
-        return accelerator
-    if torch.cuda.is_available():
-        return "gpu"
-    return "mps" if torch.backends.mps.is_available() else "cpu"
-
-
-def _available_devices(accelerator: str) -> int:
-    if accelerator in ("gpu", "cuda"):
-        return torch.cuda.device_count()
-    if accelerator == "mps":
-        return int(torch.backends.mps.is_available())
-    # cpu: one process per device, at most one per core this process may use
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _check_devices(cfg: DictConfig) -> None:
     trainer = cfg.get("trainer") or {}
     accelerator, devices = trainer.get("accelerator", "auto"), trainer.get("devices", "auto")
-    kind = _resolve_accelerator(accelerator)
-    available = _available_devices(kind)
-    if kind in ("gpu", "cuda", "mps") and available == 0:
+    kind = resolve_accelerator(accelerator)
+    available = available_devices(kind)
+    if kind in ("gpu", "mps") and available == 0:
         raise ConfigError(
             f"trainer.accelerator={accelerator!r} but this machine has no {kind.upper()} "
             "device. Allowed here: trainer=cpu (or trainer=default, which picks what exists)."
         )
-    if isinstance(devices, int) and not isinstance(devices, bool) and devices > available:
+    is_count = isinstance(devices, int) and not isinstance(devices, bool)
+    if is_count and devices > available:
         unit = "CPU core(s)" if kind == "cpu" else f"{kind.upper()} device(s)"
         raise ConfigError(
             f"trainer.devices={devices} but this machine has {available} {unit}"
             f"{f' (trainer.accelerator=auto picks {kind})' if accelerator == 'auto' else ''}. "
             f"Allowed: 1..{available}, -1 or 'auto' (all of them)."
         )
-    if (
-        isinstance(devices, int)
-        and not isinstance(devices, bool)
-        and (devices == 0 or devices < -1)
-        or devices in ([], "")
-    ):
+    if (is_count and (devices == 0 or devices < -1)) or devices in ([], ""):
         raise ConfigError(
             f"trainer.devices={devices!r} is not allowed: use a count >= 1, -1 or 'auto'."
         )
@@ -88,15 +57,6 @@ def _check_sync_batchnorm(cfg: DictConfig) -> None:
         )
 
 
-def _check_ckpt_path(cfg: DictConfig) -> None:
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).is_file():
-        raise ConfigError(
-            f"ckpt_path={ckpt_path!r} does not exist (looked in {Path(ckpt_path).resolve()}). "
-            "Pass the path of a .ckpt file, e.g. logs/train/runs/<run>/checkpoints/last.ckpt."
-        )
-
-
 def validate_config(cfg: DictConfig) -> None:
     """Raise `ConfigError` for the first bad value found; do nothing for a good config."""
     _require_positive(cfg, "data.batch_size")
@@ -105,7 +65,6 @@ def validate_config(cfg: DictConfig) -> None:
     _require_positive(cfg, "trainer.max_steps", allow=(-1,))
     _check_devices(cfg)
     _check_sync_batchnorm(cfg)
-    _check_ckpt_path(cfg)
 
 
 def validate_monitor(monitor: str | None, logged_metrics: Iterable[str], where: str) -> None:
@@ -117,13 +76,30 @@ def validate_monitor(monitor: str | None, logged_metrics: Iterable[str], where: 
         )
 
 
+def check_monitored_metrics(cfg: DictConfig, trainer: pl.Trainer, model: Any) -> None:
+    """Every monitored key must be one the model logs, or Lightning fails only after an epoch."""
+    logged = getattr(model, "LOGGED_METRICS", None)
+    if logged is None:
+        return
+    if cfg.get("monitor"):  # the key users set; the callbacks below copy it by interpolation
+        validate_monitor(cfg.monitor.get("metric"), logged, "monitor.metric")
+    for callback in getattr(trainer, "callbacks", []):
+        monitor = getattr(callback, "monitor", None)
+        if monitor is not None:
+            validate_monitor(monitor, logged, f"{type(callback).__name__}.monitor")
+    if getattr(model, "scheduler_factory", None) is not None:
+        validate_monitor(model.hparams.get("monitor"), logged, "model.monitor")
+    if cfg.get("optimized_metric"):
+        validate_monitor(cfg.optimized_metric, logged, "optimized_metric")
+
+
 @rank_zero_only
-def check_data_available(datamodule) -> None:
-    """Missing dataset files (with no network to download them) fail here, before the trainer or a
-    logger writes anything, instead of inside `trainer.fit`.
+def fetch_data_first(datamodule: pl.LightningDataModule) -> None:
+    """Find (or download, where the network allows) the dataset files before anything is written.
 
     `prepare_data` is the hook Lightning calls once per node to download; called here first (by
-    rank 0), Lightning's own call then finds the files or the decoded cache and returns at once.
+    rank 0), missing files fail with one clear line instead of inside `trainer.fit`, and
+    Lightning's own call then finds the files or the decoded cache and returns at once.
     """
     prepare = getattr(datamodule, "prepare_data", None)
     if callable(prepare):

@@ -1,7 +1,10 @@
 """What `python src/<task>.py …` runs around the Hydra entry point, and nothing else does.
 
 - `resume=<run_dir>` is expanded into that run's own overrides before Hydra composes (see
-  `src/utils/resume.py` for why it cannot happen later).
+  `src/run/resume_args.py` for why it cannot happen later), and the run directory is locked from
+  then on: a second writer exits before Hydra opens the run's log.
+- eval/predict/export configs hold only their own keys; a typed override of a key the checkpoint
+  supplies (`data.batch_size=256`, `data=mnist`) is passed to Hydra as an addition (`+…`).
 - When Hydra rejects a key (`trainer.max_epoch=3`), its message names the key and the value but not
   what is allowed; afterwards this prints the keys that exist there and the closest one. It runs
   only after a failed start, so a good command pays nothing for it.
@@ -14,21 +17,53 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.run.lock import acquire, is_rank_zero, release
+from src.run.resume_args import expand_resume_args, override_key, resume_dir
 from src.utils.errors import TemplateError
 from src.utils.resolvers import PROJECT_ROOT
-from src.utils.resume import expand_resume_args
 
 CONFIG_DIR = PROJECT_ROOT / "configs"
 _ABSENT = object()
 
 
-def run_entry_point(main: Callable[[], Any], config_name: str, resume: bool = False) -> None:
-    """Call a `@hydra.main` function with `sys.argv`, adding the two services above."""
-    if resume:
-        try:
-            sys.argv = [sys.argv[0], *expand_resume_args(sys.argv[1:])]
-        except TemplateError as err:
-            sys.exit(str(err))  # printed to stderr, exit status 1, like Hydra's own errors
+#: top-level keys eval/predict/export take from the checkpoint rather than from their own config
+STORED_ROOTS = ("seed", "data", "model", "optimizer", "scheduler", "monitor")
+
+
+def as_additions(args: list[str]) -> list[str]:
+    """`data=mnist` → `+data=mnist`, `data.batch_size=256` → `++data.batch_size=256`, for the keys
+    the checkpoint supplies (the restoring tasks' own configs do not hold them)."""
+    out = []
+    for arg in args:
+        key = override_key(arg)
+        if (
+            arg.startswith(("-", "+", "~"))
+            or "=" not in arg
+            or key.split(".")[0] not in STORED_ROOTS
+        ):
+            out.append(arg)
+        elif (CONFIG_DIR / key).is_dir():
+            out.append(f"+{arg}")
+        else:
+            out.append(f"++{arg}")
+    return out
+
+
+def run_entry_point(main: Callable[[], Any], config_name: str) -> None:
+    """Call a `@hydra.main` function with `sys.argv`, adding the services above."""
+    args = sys.argv[1:]
+    locked = None
+    try:
+        if config_name == "train":
+            args = expand_resume_args(args)
+            locked = resume_dir(args)
+            if locked is not None and not (is_rank_zero() and acquire(locked)):
+                locked = None
+        else:
+            args = as_additions(args)
+    except TemplateError as err:
+        sys.exit(str(err))  # printed to stderr, exit status 1, like Hydra's own errors
+    sys.argv = [sys.argv[0], *args]
     try:
         main()
     except SystemExit as exit_:
@@ -36,6 +71,9 @@ def run_entry_point(main: Callable[[], Any], config_name: str, resume: bool = Fa
             for hint in unknown_key_hints(config_name, sys.argv[1:]):
                 sys.stderr.write(hint + "\n")
         raise
+    finally:
+        if locked is not None:
+            release(locked)
 
 
 def unknown_key_hints(config_name: str, args: list[str]) -> list[str]:
@@ -64,12 +102,13 @@ def unknown_key_hints(config_name: str, args: list[str]) -> list[str]:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name, overrides=[o.input_line for o in groups])
+            cfg = compose(config_name, overrides=[o.input_line or "" for o in groups])
     except Exception:  # an unknown group option: Hydra listed the allowed ones already
         return []
     finally:
         GlobalHydra.instance().clear()
-    return [h for o in keys if (h := _hint(cfg, o.key_or_group, o.input_line))]
+    hints = (_hint(cfg, o.key_or_group, o.input_line or str(o)) for o in keys)
+    return [h for h in hints if h]
 
 
 def _hint(cfg: DictConfig, key: str, typed: str) -> str | None:

@@ -15,19 +15,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from src.utils.errors import ConfigError, TemplateError
+from src.utils.atomic import atomic_path
+from src.utils.errors import ConfigError, ExportError
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 
 FORMATS = ("torchscript", "onnx")
 FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
-
-
-class ExportError(TemplateError, RuntimeError):
-    """An exported model that disagrees with the PyTorch one beyond the tolerance."""
-
-    before_training = False
 
 
 def check_export_config(export_cfg) -> list[str]:
@@ -59,7 +54,8 @@ def real_batches(datamodule, batch_size: int, split: str = "test") -> tuple[Tens
 
 def save_state_dict(net: nn.Module, path: Path) -> Path:
     """The plain network's weights: `Net(**args).load_state_dict(torch.load(path, weights_only=True))`."""
-    torch.save(net.state_dict(), path)
+    with atomic_path(path) as tmp:
+        torch.save(net.state_dict(), tmp)
     return path
 
 
@@ -70,7 +66,8 @@ def export_torchscript(net: nn.Module, example: Tensor, path: Path) -> Callable[
     ):  # torch >= 2.10 marks TorchScript deprecated; still widely served
         warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated.*")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.jit.save(torch.jit.trace(net, example), str(path))
+        with atomic_path(path) as tmp:
+            torch.jit.save(torch.jit.trace(net, example), str(tmp))
         loaded = torch.jit.load(str(path), map_location="cpu")
     return loaded
 
@@ -85,18 +82,8 @@ def export_onnx(
 
     for name in ("onnxscript", "onnx_ir"):  # their optimizer passes log every step at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
-    torch.onnx.export(
-        net,
-        (example,),
-        str(path),
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
-        opset_version=opset,
-        external_data=False,
-        dynamo=True,
-        verbose=False,
-    )
+    with atomic_path(path) as tmp:
+        _onnx_export(net, example, tmp, opset)
     onnx.checker.check_model(onnx.load(str(path)))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
@@ -153,3 +140,18 @@ def export_net(
             )
         diffs[fmt] = diff
     return diffs
+
+
+def _onnx_export(net: nn.Module, example: Tensor, path: Path, opset: int | None) -> None:
+    torch.onnx.export(
+        net,
+        (example,),
+        str(path),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        opset_version=opset,
+        external_data=False,
+        dynamo=True,
+        verbose=False,
+    )

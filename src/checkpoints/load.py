@@ -1,0 +1,55 @@
+"""Read a checkpoint safely: tensors and plain containers only (`torch.load(weights_only=True)`)."""
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from src.utils.errors import CheckpointError, ConfigError
+
+
+def _first_sentence(err: BaseException) -> str:
+    """The first sentence of an error message; the error's type when the message is empty."""
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    return text.split(". ")[0].splitlines()[0]
+
+
+def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
+    """The checkpoint's contents; a checkpoint whose pickle would run code is refused, never run.
+
+    Zip checkpoints (what Lightning writes) are memory-mapped, so checking one before Lightning
+    loads it again costs little memory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{key}={str(path)!r} does not exist (looked in {path.resolve()}). Pass the path of a "
+            ".ckpt file, e.g. logs/train/runs/<run>/checkpoints/last.ckpt."
+        )
+    try:
+        mmap = zipfile.is_zipfile(path)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"WeightsUnpickler error:\s*([^\n]+?)(?:\. |\n|$)", str(err))
+        detail = found.group(1) if found else "not a tensor or plain container"
+        raise CheckpointError(
+            f"Refusing to load {path}: it holds objects other than tensors and plain containers "
+            f"({detail}), and unpickling them could run code. Allowed: checkpoints written by "
+            "src/train.py, which hold only tensors and plain containers."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable torch checkpoint (truncated, or not written by torch.save): "
+            f"{_first_sentence(err)}. Allowed: a complete .ckpt written by src/train.py."
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict. Allowed: a .ckpt "
+            "written by src/train.py."
+        )
+    return checkpoint

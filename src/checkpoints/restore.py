@@ -1,0 +1,76 @@
+"""Rebuild a trained run from its checkpoint alone (eval, predict, export).
+
+The checkpoint carries its run's resolved config (`src.checkpoints.run_config`). The keys that
+define *what* the run computes come from there; this command's own keys (paths, ckpt_path, export
+settings…) and whatever the user typed come on top. Every `_target_` of the result is checked
+(`target_policy`) before anything is built; then the datamodule and the model are built and the
+weights loaded. No Trainer here: predict and export run the plain model on one device, whatever
+strategy it was trained with.
+"""
+
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.checkpoints.load import load_checkpoint
+from src.checkpoints.run_config import read_run_config
+from src.checkpoints.target_policy import check_targets, trusted_targets
+from src.checkpoints.verify import check_compatible
+from src.run.setup import prepare_run
+from src.run.validate import validate_config
+
+#: the keys that define *what* a run computes; eval/predict/export take them from the checkpoint
+STORED_KEYS = ("seed", "data", "model", "optimizer", "scheduler", "trainer", "monitor")
+
+
+def task_overrides() -> list[str]:
+    """What the user typed for this command (empty outside a Hydra run, e.g. a test's compose)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def merge_stored(stored: DictConfig, own: DictConfig, overrides: list[str]) -> DictConfig:
+    """The stored run keys + this command's own keys + what the user typed, in that order.
+
+    Command-line overrides were already validated and composed by Hydra into `own`; the value at
+    each overridden stored key is copied from there, so `data.batch_size=64` and `trainer=gpu` work.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    merged = OmegaConf.to_container(own, resolve=False)
+    assert isinstance(merged, dict)
+    merged.update({key: _plain(stored[key]) for key in STORED_KEYS if key in stored})
+    result = OmegaConf.create(merged)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group.lstrip("~+")
+        if key.split(".", 1)[0] not in STORED_KEYS:
+            continue
+        value = _plain(OmegaConf.select(own, key, default=None))
+        OmegaConf.update(result, key, value, merge=False, force_add=True)
+    return result
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=False) if OmegaConf.is_config(value) else value
+
+
+def restore_run(
+    cfg: DictConfig, overrides: list[str] | None = None
+) -> tuple[DictConfig, Any, pl.LightningModule]:
+    """The checkpoint's run config (+ this command's keys and overrides), its datamodule (whatever
+    class the config names), and its model holding the checkpoint's weights, in eval mode on the CPU."""
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    stored = read_run_config(checkpoint, cfg.ckpt_path)
+    typed = task_overrides() if overrides is None else overrides
+    merged = merge_stored(stored, cfg, typed)
+    check_targets(merged, source=f"ckpt_path={cfg.ckpt_path}", trusted=trusted_targets(cfg))
+    validate_config(merged)
+    prepare_run(merged)
+    datamodule = instantiate(merged.data, _convert_="all")
+    model = instantiate(merged.model, _convert_="all")
+    check_compatible(checkpoint, model, cfg.ckpt_path, merged)
+    model.load_state_dict(checkpoint["state_dict"])
+    return merged, datamodule, model.eval()

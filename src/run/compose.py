@@ -1,0 +1,32 @@
+"""Compose a task's config in-process, as `python src/<task>.py <overrides>` would (notebooks,
+tests, benchmarks): the same config directory, the same rewriting of typed overrides."""
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+import src.utils  # noqa: F401  (registers the resolvers the configs use)
+from src.run.cli import CONFIG_DIR, as_additions
+
+
+def compose_config(
+    name: str,
+    output_dir: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    cache_dir: str | Path | None = None,
+) -> DictConfig:
+    """The config of `src/<name>.py <overrides>`, writing into `output_dir` (no Hydra run needed)."""
+    output_dir = Path(output_dir)
+    GlobalHydra.instance().clear()
+    paths = [
+        f"paths.output_dir={output_dir}",
+        f"paths.work_dir={CONFIG_DIR.parent}",
+        f"paths.log_dir={output_dir.parent}",
+    ]
+    if cache_dir is not None:
+        paths.append(f"paths.cache_dir={cache_dir}")
+    typed = list(overrides) if name == "train" else as_additions(list(overrides))
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=name, overrides=paths + typed)

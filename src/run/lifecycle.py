@@ -1,0 +1,137 @@
+"""The life of one run, whatever the task (train, eval, predict, export): the part they all share.
+
+    with open_run("eval", cfg) as record:   # lock the run directory, start the clock
+        ...                                 # the task's own body fills `record`
+    # results.json written (completed / failed / interrupted), the summary printed
+
+- One writer per run directory (`src.run.lock`): a second process exits at once, touching nothing.
+- `results.json` is written however the run ends. A re-run of an existing run directory that is
+  rejected before training (`before_training` errors) leaves that run's results.json as it was
+  (or absent).
+- After SIGTERM the process exits 143 (128 + SIGTERM), not the 0 of Lightning's bare `SystemExit`,
+  so a scheduler or shell sees that the run did not finish.
+- A full disk ends in one line naming the file and the newest checkpoint that is still whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from src.run.lock import is_rank_zero, run_dir_lock
+from src.run.record import RESULTS_FILE, RunRecord
+from src.run.summary import log_summary, summary_text
+from src.utils.errors import DiskFullError
+from src.utils.logging_utils import get_logger
+
+log = get_logger(__name__)
+
+
+def _interruption(exc: BaseException) -> str | None:
+    """'Ctrl+C' or 'SIGTERM' when `exc` is how Lightning passes one on, else None.
+
+    Lightning turns Ctrl+C during `fit` into `sys.exit(1)` (raised while handling the
+    KeyboardInterrupt) and SIGTERM into `SIGTERMException`, a `SystemExit` with no code.
+    """
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    if isinstance(exc, SIGTERMException):
+        return "SIGTERM"
+    if isinstance(exc, KeyboardInterrupt) or (
+        isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
+    ):
+        return "Ctrl+C"
+    return None
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The ENOSPC error behind `exc` (libraries wrap it), if that is what happened."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return current
+        if "No space left on device" in str(current):
+            return OSError(errno.ENOSPC, "No space left on device", None)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _disk_full_error(err: OSError, output_dir: Path) -> DiskFullError:
+    from src.checkpoints.resume import newest_whole_checkpoint
+
+    where = f" while writing {err.filename}" if err.filename else ""
+    newest = newest_whole_checkpoint(output_dir)
+    keep = (
+        f"Newest good checkpoint: {newest}; free some space, then continue with "
+        f"`python src/train.py resume={output_dir}`."
+        if newest
+        else "No checkpoint was written before it."
+    )
+    return DiskFullError(f"No space left on device{where}. {keep}")
+
+
+def _error_info(exc: BaseException, interruption: str | None) -> dict[str, str]:
+    return {
+        "type": type(exc).__name__,
+        "message": f"interrupted by {interruption}" if interruption else str(exc),
+        "traceback": traceback.format_exc(limit=20),
+    }
+
+
+def _write(record: RunRecord, keep_previous: bool) -> None:
+    if not is_rank_zero():
+        return
+    if keep_previous:
+        log.warning("Rejected before training: %s of this run left as it was.", RESULTS_FILE)
+        return
+    try:
+        record.write()
+    except OSError as err:  # a full disk: the previous results.json (if any) is intact
+        log.error("Could not write %s: %s", record.path, err)
+
+
+@contextmanager
+def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Iterator[RunRecord]:
+    """Lock `cfg.paths.output_dir`, time the block, write results.json, print the summary.
+
+    `model_path`: the checkpoint a task runs (eval, predict, export), recorded as its model.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    with run_dir_lock(output_dir):
+        record = RunRecord(task=task, output_dir=str(output_dir), best_model_path=model_path)
+        record.started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
+        t0 = time.perf_counter()
+        keep_previous = False
+        try:
+            yield record
+            record.status = "completed"
+        except BaseException as exc:
+            # a rejected re-run of an existing run (resume=, a requeue) leaves it as it was
+            existing_run = record.path.is_file() or bool(cfg.get("resume"))
+            keep_previous = getattr(exc, "before_training", False) and existing_run
+            interruption = _interruption(exc)
+            record.status = getattr(exc, "status", None) or (
+                "interrupted" if interruption else "failed"
+            )
+            full = _disk_full(exc)
+            if full is not None:
+                error = _disk_full_error(full, output_dir)
+                record.error = _error_info(error, None)
+                raise error from None
+            record.error = _error_info(exc, interruption)
+            if interruption == "SIGTERM":
+                raise SystemExit(128 + signal.SIGTERM) from exc
+            raise
+        finally:
+            record.wall_time_s = round(time.perf_counter() - t0, 3)
+            _write(record, keep_previous)
+    log_summary(summary_text(record))
