@@ -11,6 +11,8 @@ import json
 import math
 import re
 import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,6 +32,16 @@ def readme_commands() -> list[str]:
             if line.startswith(("python src/", "python -m src.")):
                 commands.append(line)
     return commands
+
+
+def slurm_reachable() -> bool:
+    """Whether `sinfo` answers (the README's SLURM commands run only then)."""
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def expected_statuses(args: list[str]) -> list[str]:
@@ -77,6 +89,8 @@ def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
     mnist_here = (ROOT / "data" / "MNIST" / "raw").is_dir() or (SHARED_DATA / "MNIST").is_dir()
     if "data=mnist" in command and not mnist_here:
         pytest.skip("needs MNIST in data/ or ../shared/datasets (this repo's CI data), absent here")
+    if "hydra/launcher=slurm" in command and not slurm_reachable():
+        pytest.skip("needs a SLURM cluster (scripts/slurm/local_cluster.sh start), none reachable")
     args = shlex.split(command.replace("<run_dir>", str(run_dir)))[1:]
     if args[:2] == ["-m", "src.runs_table"]:
         return _runs_table_runs(args, run_dir, tmp_path)

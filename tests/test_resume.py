@@ -285,23 +285,3 @@ def test_sweep_job_directories_survive_the_launcher_copying_the_config(tmp_path)
     OmegaConf.copy_cache(from_config=copy, to_config=fresh)
     assert str(copy.hydra.sweep.dir) == first
     assert str(fresh.hydra.sweep.dir) == first
-
-
-def test_the_slurm_script_pins_the_run_directory_to_the_job(tmp_path):
-    """scripts/slurm/train.sbatch: requeue on SIGUSR1, and a run directory the requeued job finds."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from tests.helpers import CONFIG_DIR
-
-    script = (ROOT / "scripts" / "slurm" / "train.sbatch").read_text()
-    assert "#SBATCH --requeue" in script and "#SBATCH --signal=SIGUSR1@" in script
-    (command,) = [
-        line for line in script.splitlines() if line.startswith("srun python src/train.py")
-    ]
-    args = command.replace("${SLURM_JOB_ID}", "4242").split()[3:-1]  # without srun python …, "$@"
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=args, return_hydra_config=True)
-    assert cfg.hydra.run.dir == "logs/train/runs/slurm-4242"
-    assert cfg.trainer.accelerator == "gpu"

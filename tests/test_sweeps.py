@@ -361,11 +361,15 @@ def test_launcher_presets_instantiate():
 
 
 def test_slurm_preset_writes_the_sbatch_script_we_mean(tmp_path, monkeypatch):
-    """With stand-ins for srun and sbatch: the script asks for the GPUs, one task per GPU, the
-    time limit and the requeue signal."""
+    """With stand-ins for srun, sinfo and sbatch: the script asks for the GPUs, one task per GPU,
+    the time limit and the requeue signal; sbatch's refusal is the error."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    # the launcher checks the resources against the partition first (sinfo: partition|node|cpus|MB|gres)
+    (bin_dir / "sinfo").write_text(
+        "#!/bin/sh\nprintf 'gpu|n1|64|512000|gpu:4\\ngpu|n2|64|512000|gpu:4\\n'\n"
+    )
     (bin_dir / "sbatch").write_text(
         '#!/bin/sh\ncat "$1" > "$SBATCH_CAPTURE"\necho "no cluster here" >&2\nexit 1\n'
     )

@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from src.sweeps.ddp import ranks_join_this_job
+from src.sweeps.threads import follow_cpu_allocation
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -48,7 +49,9 @@ def run_job(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
     """`task(cfg)`, then the optimized metric; in a multirun a failure returns NaN instead of raising.
 
     `script` is the entry point's file (`__file__`): DDP ranks of a multirun job run it again.
+    Inside a SLURM job, torch's threads first follow the CPUs the task was given.
     """
+    follow_cpu_allocation()
     if not in_multirun():
         return optimized_value(task(cfg), cfg)
     try:

@@ -1,0 +1,1 @@
+"""A SLURM launcher that survives what the scheduler does to a job (see `launcher.py`)."""
