@@ -1,6 +1,7 @@
 """Read a checkpoint safely: tensors and plain containers only (`torch.load(weights_only=True)`)."""
 
 import pickle
+import pickletools
 import re
 import zipfile
 from pathlib import Path
@@ -19,6 +20,23 @@ def _first_sentence(err: BaseException) -> str:
     return text.split(". ")[0].splitlines()[0]
 
 
+#: opcodes with which a pickle names or calls a Python object (what weights_only refuses to run)
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+
+
+def _pickle_calls_code(path: Path, limit: int = 64 << 20) -> bool:
+    """Whether a plain pickle file names callables (read with pickletools: nothing is executed).
+
+    Tells a crafted pickle ("could run code") from garbage bytes ("not readable") where torch's
+    own message says only "Unsupported operand"."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit)
+        return any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(data))
+    except Exception:  # not a pickle at all, or cut short before any such opcode
+        return False
+
+
 def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     """The checkpoint's contents; a checkpoint whose pickle would run code is refused, never run.
 
@@ -35,7 +53,7 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
         mmap = zipfile.is_zipfile(path)
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" not in str(err):  # garbage bytes, not a pickle that calls code
+        if "Unsupported global" not in str(err) and not _pickle_calls_code(path):
             raise CheckpointError(
                 f"{path} is not a readable torch checkpoint (not written by torch.save): "
                 f"{_first_sentence(err)}. Allowed: a complete .ckpt written by src/train.py."
