@@ -1,10 +1,11 @@
-"""Hydra's Optuna sweeper, made resumable: run the same command again and the study continues.
+"""Hydra's Optuna sweeper, made resumable, with pruning, and a study that survives failed trials.
 
 The stock sweeper (hydra-optuna-sweeper 1.3) runs `n_trials` more trials on every invocation,
 numbers its jobs from 0 each time (a second invocation would write into the first one's job
 directories, since the sweep directory must stay fixed for the study's database to be found
-again), and cannot open an sqlite file in a directory that does not exist yet. This subclass
-changes only what happens around the stock sweep:
+again), cannot open an sqlite file in a directory that does not exist yet, has no pruner, and ends
+the whole sweep at the first failed trial (it tells Optuna FAIL *with* the NaN value, which Optuna
+refuses). This subclass changes what happens around the stock sweep:
 
 - `n_trials` is the size the study should reach: a rerun adds only the trials still missing
   (3 done and `n_trials=5`: 2 more; the same `n_trials` again: none);
@@ -13,19 +14,28 @@ changes only what happens around the stock sweep:
 - a resumed study reseeds its sampler, so it does not replay the first invocation's draws;
 - the sweep directory (where the sqlite database lives) exists before the study opens;
 - `multirun.yaml` is saved in the sweep directory, as Hydra's basic sweeper does;
+- every trial ends COMPLETE, PRUNED or FAIL and the study goes on (`_impl.py`): a job that raised,
+  returned NaN or no value (a failed job returns NaN, `src.sweeps.job`), or was lost by the
+  launcher (a killed joblib worker) is FAIL, with the reason in the log and in the trial's
+  `fail_reason` attribute; a job that raised `optuna.TrialPruned` is PRUNED;
+- `pruner:` (`median`, `percentile`, `hyperband`, `successive_halving`, or an
+  `optuna.pruners` config, see `pruners.py`) is the study's pruner; each trial's job gets
+  `optuna_trial=<number>` and reports to that trial (`src.callbacks.optuna_pruning`);
 - a study whose trials all failed ends with an error line, not a traceback, so the sweep summary
   is still written.
-A job that fails returns NaN (`src.sweeps.job`), which the stock sweeper records as a failed trial.
 
 Hydra imports every module of `hydra_plugins` at start-up: this one stays light (optuna is
 imported when a sweep starts) and independent of `src`.
 """
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from hydra.types import HydraContext, TaskFunction
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,7 +54,34 @@ def load_existing_study(study_name: str | None, storage: Any) -> Any:
         return None
 
 
+@dataclass
+class ResumableOptunaSweeperConf(OptunaSweeperConf):
+    """The stock sweeper's settings (`hydra/sweeper=optuna`) plus `pruner`."""
+
+    _target_: str = (
+        "hydra_plugins.resumable_optuna_sweeper.resumable_optuna_sweeper.ResumableOptunaSweeper"
+    )
+    # null (no pruning), median, percentile, hyperband, successive_halving, or
+    # {_target_: optuna.pruners.<Pruner>, ...its arguments}
+    pruner: Any = None
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper",
+    name="resumable_optuna",
+    node=ResumableOptunaSweeperConf,
+    provider="resumable_optuna_sweeper",
+)
+
+
 class ResumableOptunaSweeper(OptunaSweeper):
+    def __init__(self, *, pruner: Any = None, **kwargs: Any) -> None:
+        """The stock arguments (`OptunaSweeperConf`) and `pruner`. The stock `__init__` only builds
+        its implementation; ours (a subclass of it, `_impl.py`) replaces it."""
+        from ._impl import ResumableOptunaSweeperImpl
+
+        self.sweeper = ResumableOptunaSweeperImpl(pruner=pruner, **kwargs)
+
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
@@ -56,12 +93,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self._continue_study()
-        try:
-            self.sweeper.sweep(arguments)
-        except ValueError as exc:
-            if "No trials are completed yet" not in str(exc):
-                raise
-            log.error("Every trial of the study failed: see the summary in %s", sweep_dir)
+        self.sweeper.sweep(arguments)
 
     def _continue_study(self) -> None:
         from optuna.trial import TrialState

@@ -122,6 +122,10 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             record.status = getattr(exc, "status", None) or (
                 "interrupted" if interruption else "failed"
             )
+            # what an exception asks to keep (TrialPruned, src/callbacks/optuna_pruning.py: the
+            # metrics and epochs a pruned trial reached)
+            record.add_metrics(getattr(exc, "run_metrics", {}))
+            record.extra.update(getattr(exc, "run_record", {}))
             full = _disk_full(exc)
             if full is not None:
                 error = _disk_full_error(full, output_dir)

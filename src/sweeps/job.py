@@ -6,11 +6,13 @@ In a multirun, one failed job must not end the sweep (Hydra's launchers stop at 
 exception, and the Optuna sweeper stops its study): the job's `results.json` already says
 `failed` with the error (`src.run.lifecycle`), so here the error is logged and the job returns NaN,
 which the Optuna sweeper records as a failed trial; the sweep goes on and its summary lists the
-job as failed. Ctrl+C still stops the whole sweep. DDP jobs keep their ranks in their own
-directory (`src.sweeps.ddp`).
+job as failed. A job stopped by an Optuna pruner raises `optuna.TrialPruned` on to the sweeper,
+which stores its trial PRUNED. Ctrl+C still stops the whole sweep. DDP jobs keep their ranks in
+their own directory (`src.sweeps.ddp`).
 """
 
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +47,12 @@ def optimized_value(metrics: dict[str, float | str], cfg: DictConfig) -> float |
     return float(metrics[key])  # 'nan'/'inf' as text in results.json, a float for the sweeper
 
 
+def _pruned(exc: BaseException) -> bool:
+    """`exc` is Optuna's TrialPruned (optuna is loaded only when a job reports to a study)."""
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(exc, optuna.TrialPruned)
+
+
 def run_job(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
     """`task(cfg)`, then the optimized metric; in a multirun a failure returns NaN instead of raising.
 
@@ -58,6 +66,8 @@ def run_job(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
         with ranks_join_this_job(script):
             metrics = task(cfg)
     except Exception as exc:
+        if _pruned(exc):  # the sweeper stores the trial PRUNED (src/callbacks/optuna_pruning.py)
+            raise
         hydra_cfg = HydraConfig.get()
         log.error(
             "Job #%s (%s) failed, the sweep goes on (its results.json has the error): %s: %s",
