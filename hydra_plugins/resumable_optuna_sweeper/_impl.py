@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
 from omegaconf import OmegaConf
@@ -130,14 +130,14 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
     def _tell(self, study: optuna.Study, trial: Trial, ret: JobReturn) -> TrialState:
         """Store what the job of `trial` ended with: its value (COMPLETE), a pruning (PRUNED: the
         job raised `optuna.TrialPruned`), or anything else (FAIL, with the reason)."""
-        try:
-            value = ret.return_value  # raises what the job raised, if it reached Hydra
-        except optuna.TrialPruned as exc:
-            study.tell(trial, state=TrialState.PRUNED)
-            log.info("Trial %d pruned: %s", trial.number, exc)
-            return TrialState.PRUNED
-        except Exception as exc:
+        if ret.status == JobStatus.FAILED:  # the job raised (`ret.return_value` would re-raise it)
+            exc = ret._return_value
+            if isinstance(exc, optuna.TrialPruned):
+                study.tell(trial, state=TrialState.PRUNED)
+                log.info("Trial %d pruned: %s", trial.number, exc)
+                return TrialState.PRUNED
             return self._fail(study, trial, f"{type(exc).__name__}: {exc}")
+        value = ret.return_value
         try:
             values = [float(v) for v in (value if isinstance(value, list | tuple) else [value])]
         except (TypeError, ValueError):
@@ -155,7 +155,7 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
     def _fail(self, study: optuna.Study, trial: Trial, reason: str) -> TrialState:
         trial.set_system_attr(FAIL_REASON, reason)
         study.tell(trial, state=TrialState.FAIL)
-        log.warning("Trial %d failed, the study goes on: %s", trial.number, reason)
+        log.warning("Trial %d failed: %s", trial.number, reason)
         return TrialState.FAIL
 
     def _save_results(self, study: optuna.Study) -> None:
@@ -193,6 +193,9 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
 def _job_failure(ret: JobReturn, value: Any) -> str:
     """Why a job returned `value` instead of a number: its results.json error when it has one."""
     reason = f"the job returned {value!r}"
+    metric = OmegaConf.select(ret.cfg, "optimized_metric", default=None) if ret.cfg else None
+    if value is None and metric:
+        reason = f"the job returned no value: it did not produce optimized_metric={metric!r}"
     try:
         output_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
         results = json.loads((output_dir / "results.json").read_text())
@@ -201,4 +204,5 @@ def _job_failure(ret: JobReturn, value: Any) -> str:
     error = results.get("error") or {}
     if error:
         return f"{reason}; {output_dir}/results.json: {error.get('type')}: {error.get('message')}"
-    return f"{reason}; {output_dir}/results.json says {results.get('status')!r}"
+    metrics = ", ".join(results.get("metrics") or {}) or "none"
+    return f"{reason}; {output_dir}/results.json: {results.get('status')}, metrics: {metrics}"
