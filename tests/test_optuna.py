@@ -291,7 +291,7 @@ def test_a_killed_sweep_resumes_and_a_killed_parallel_job_is_a_failed_trial(tmp_
     # joblib: a killed worker loses its batch; those trials fail and the study goes on
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
     proc = train_m([SEARCH, "hydra.sweeper.n_trials=3", *parallel, *FAST, *kill], tmp_path)
-    assert "Trial 0 was left running by an interrupted sweep: marked failed." in proc.stderr
+    assert "Trial 0 was left running by an interrupted sweep: marked failed." in proc.stdout
     trials = load(sweep).trials
     assert [t.state for t in trials] == [TrialState.FAIL] * 3
     assert all("the launcher lost the job" in t.system_attrs["fail_reason"] for t in trials[1:])
@@ -315,7 +315,7 @@ def test_parallel_trials_with_failures_and_a_resumed_study(tmp_path):
     ]
     train_m([*args, "hydra.sweeper.n_trials=4"], tmp_path)
     proc = train_m([*args, "hydra.sweeper.n_trials=6"], tmp_path)
-    assert "4 trials so far" in proc.stderr
+    assert "4 trials so far" in proc.stdout
     sweep = study_dir(tmp_path)
     trials = load(sweep).trials
     assert len(trials) == 6
