@@ -215,6 +215,7 @@ def test_pruners_by_name_or_config(spec, cls):
             "cannot be built: TypeError: .*n_warmup",
         ),
         (3, "hydra.sweeper.pruner=3 \\(int\\) is not a pruner"),
+        ({"n_startup_trials": 2}, "hydra.sweeper.pruner=.*is not a pruner \\(no _target_\\)"),
     ],
 )
 def test_bad_pruners_get_one_line_naming_the_value(spec, message):

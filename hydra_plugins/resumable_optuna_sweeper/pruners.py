@@ -61,13 +61,17 @@ def _instantiate(spec: dict[str, Any]) -> Any:
     import optuna
     from hydra.utils import instantiate
 
-    target = str(spec.get("_target_", ""))
+    if "_target_" not in spec:
+        raise PrunerConfigError(
+            f"hydra.sweeper.pruner={spec!r} is not a pruner (no _target_). Allowed: {ALLOWED}."
+        )
+    target = str(spec["_target_"])
     cls = getattr(optuna.pruners, target.removeprefix("optuna.pruners."), None)
     if not target.startswith("optuna.pruners.") or not (
         isinstance(cls, type) and issubclass(cls, optuna.pruners.BasePruner)
     ):
         raise PrunerConfigError(
-            f"hydra.sweeper.pruner._target_={target or None!r} is not a pruner of optuna.pruners. "
+            f"hydra.sweeper.pruner._target_={target!r} is not a pruner of optuna.pruners. "
             f"Allowed: {ALLOWED}."
         )
     try:
