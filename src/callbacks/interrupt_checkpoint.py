@@ -29,7 +29,7 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     ) -> None:
         if isinstance(exception, NonFiniteLossError):
             return
-        if getattr(exception, "run_status", None) == "pruned":  # an Optuna trial stopped on purpose
+        if getattr(exception, "status", None) == "pruned":  # an Optuna trial stopped on purpose
             return
         if trainer.state.fn != TrainerFn.FITTING or trainer.global_step == 0:
             return
