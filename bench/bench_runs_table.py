@@ -142,8 +142,9 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{args.runs} run directories generated in {time.perf_counter() - t0:.1f} s under {root}")
 
-    from src.runs_table.cli import build_table, to_csv, to_markdown
     from src.runs_table.filter import Filters, parse_condition
+    from src.runs_table.output import to_csv, to_markdown
+    from src.runs_table.table import build_table
 
     where = Filters(where=(parse_condition("optimizer.lr>1e-3"), parse_condition("model=cnn")))
     cases = {

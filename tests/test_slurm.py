@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from hydra_plugins.tolerant_submitit_launcher import launcher as slurm_launcher
+from hydra_plugins.tolerant_submitit_launcher import resources as slurm_resources
 from src.sweeps.threads import allocated_cpus
 from tests.helpers import ROOT
 
@@ -138,7 +139,7 @@ def cluster():
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         pytest.skip(f"SLURM is not installed here (no sinfo/sbatch): {START_HINT}")
     try:
-        partition, nodes = slurm_launcher.partition_nodes(None)
+        partition, nodes = slurm_resources.partition_nodes(None)
     except slurm_launcher.SlurmLaunchError as err:
         pytest.skip(str(err))  # names what failed and how to start a cluster
     if max(n["cpus"] for n in nodes) < 2:
@@ -446,7 +447,7 @@ def test_a_job_slurm_ended_is_marked_failed_keeping_what_it_wrote(tmp_path):
 
 
 def test_gres_strings_count_gpus():
-    gpus = slurm_launcher._gpus
+    gpus = slurm_resources._gpus
     assert [gpus("(null)"), gpus("gpu:4"), gpus("gpu:a100:4(S:0-1)"), gpus("gpu:2,shard:8")] == [
         0,
         4,

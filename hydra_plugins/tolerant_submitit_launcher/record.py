@@ -1,0 +1,77 @@
+"""A job that SLURM ended without a result, written down as failed in its own directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+#: job states after which SLURM runs nothing more of the job (requeued/pending/running ones are not)
+FINAL_STATES = {
+    "BOOT_FAIL",
+    "CANCELLED",
+    "COMPLETED",
+    "DEADLINE",
+    "FAILED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "REVOKED",
+    "SPECIAL_EXIT",
+    "TIMEOUT",
+}
+#: how long a job that SLURM says has ended may take to show its result pickle (shared disks lag)
+RESULT_GRACE_S = 15.0
+#: seconds between two `scontrol show job` of one job while waiting
+SCONTROL_EVERY_S = 5.0
+
+
+# ---- recording a job that SLURM ended --------------------------------------------------------
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Atomically: a temp file in the same directory, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as f:
+        f.write(json.dumps(payload, indent=2, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def record_slurm_failure(job_dir: Path, overrides: list[str], slurm: dict[str, Any]) -> Path:
+    """Mark the job failed in `job_dir/results.json` with what SLURM said; keep what it wrote."""
+    path = job_dir / RESULTS_FILE
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        payload = {"metrics": {}, "wall_time_s": None, "output_dir": str(job_dir)}
+    if payload.get("status") in ("completed", "failed"):
+        payload.setdefault("slurm", slurm)  # the job's own word on how it ended stands
+    else:
+        before = payload.get("status")
+        message = f"SLURM ended job {slurm['job_id']} as {slurm['state']}"
+        if slurm.get("reason") and slurm["reason"] != "None":
+            message += f" (reason: {slurm['reason']})"
+        message += f", exit code {slurm.get('exit_code') or '?'}, "
+        message += f"after the run was {before}" if before else "before the run wrote its results"
+        payload.update(
+            status="failed",
+            slurm=slurm,
+            error={
+                "type": "SlurmJobEnded",
+                "message": message,
+                "before": payload.get("error"),
+            },
+        )
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    if not overrides_file.is_file():  # the job never started: the summary still lists its values
+        overrides_file.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(list(overrides)), overrides_file)
+    _write_json(path, payload)
+    return path
