@@ -28,7 +28,7 @@ from src.run.record import RunRecord
 from src.run.setup import prepare_run
 from src.run.tags import check_tags
 from src.run.validate import check_monitored_metrics, fetch_data_first, validate_config
-from src.sweeps.job import run_job
+from src.sweeps.job import require_optimized_metric, run_job
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -82,6 +82,7 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
             record.add_metrics(test_best_checkpoint(trainer, model, datamodule))
         record_checkpoints(record, trainer)
         record.summary_rows = fit_rows(cfg, record, trainer)
+        require_optimized_metric(cfg, record.metrics)
     return record.metrics
 
 

@@ -264,7 +264,7 @@ def test_an_unknown_pruner_is_one_line_before_any_trial(tmp_path):
             "RuntimeError: injected failure at epoch 0",
         ),
         (["debug=nan_loss"], "debug", "NonFiniteLossError: The training loss is nan"),
-        (["optimized_metric=test/acc", "test=false"], "train", "did not produce optimized_metric"),
+        (["optimized_metric=test/acc", "test=false"], "train", "was not produced by this job"),
     ],
     ids=["exception", "nan-loss", "no-optimized-metric"],
 )

@@ -120,6 +120,17 @@ class History(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._complete_last_row()
 
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """A run stopped early (pruned, interrupted, failed) keeps the rows it had."""
+        self._complete_last_row()
+        if trainer.is_global_zero and self.rows:
+            try:
+                self.write_csv()
+            except OSError as err:  # e.g. the disk is full: the previous history.csv is intact
+                log.error("Could not write %s: %s", self.csv_path, err)
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._complete_last_row()
         if trainer.is_global_zero and self.plot and self.rows:

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from src.sweeps.ddp import ranks_join_this_job
 from src.sweeps.threads import follow_cpu_allocation
+from src.utils.errors import MetricNotProducedError
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -45,6 +46,20 @@ def optimized_value(metrics: dict[str, float | str], cfg: DictConfig) -> float |
         )
         return None
     return float(metrics[key])  # 'nan'/'inf' as text in results.json, a float for the sweeper
+
+
+def require_optimized_metric(cfg: DictConfig, metrics: dict[str, float | str]) -> None:
+    """In a sweep, a job without the optimized metric failed: the sweeper has nothing to rank.
+
+    Called inside the task, so the job's results.json says `failed` with this reason (a single
+    run only gets the warning of `optimized_value`)."""
+    key = cfg.get("optimized_metric")
+    if key and key not in metrics and in_multirun():
+        raise MetricNotProducedError(
+            f"optimized_metric={key!r} was not produced by this job (it produced: "
+            f"{', '.join(sorted(metrics)) or 'nothing'}). Allowed: a metric the run logs, e.g. "
+            "val/acc_best, or test/* only with test=true."
+        )
 
 
 def _pruned(exc: BaseException) -> bool:

@@ -40,6 +40,15 @@ class NonFiniteLossError(TemplateError, FloatingPointError):
     before_training = False
 
 
+class MetricNotProducedError(TemplateError, KeyError):
+    """A sweep job that did not produce the metric its sweep optimizes: no result to rank."""
+
+    before_training = False
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class ExportError(TemplateError, RuntimeError):
     """An exported model that disagrees with the PyTorch one beyond the tolerance."""
 
