@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from hydra_plugins.tolerant_submitit_launcher import launcher as slurm_launcher
+from hydra_plugins.tolerant_submitit_launcher import record as slurm_record
 from hydra_plugins.tolerant_submitit_launcher import resources as slurm_resources
 from src.sweeps.threads import allocated_cpus
 from tests.helpers import ROOT
@@ -111,7 +112,7 @@ def squeue_ids(name_filter: str = "") -> list[str]:
 
 
 def job_state(job_id: str) -> str:
-    info = slurm_launcher.slurm_job_info(job_id)
+    info = slurm_resources.slurm_job_info(job_id)
     return info.get("JobState", "")
 
 
@@ -140,7 +141,7 @@ def cluster():
         pytest.skip(f"SLURM is not installed here (no sinfo/sbatch): {START_HINT}")
     try:
         partition, nodes = slurm_resources.partition_nodes(None)
-    except slurm_launcher.SlurmLaunchError as err:
+    except slurm_resources.SlurmLaunchError as err:
         pytest.skip(str(err))  # names what failed and how to start a cluster
     if max(n["cpus"] for n in nodes) < 2:
         pytest.skip(f"partition {partition} has nodes of 1 CPU: these tests need 2")
@@ -218,7 +219,7 @@ def test_a_requeued_job_ends_as_if_it_had_never_stopped(cluster, tmp_path):
     assert not twin["resumed_from"]
     same_metrics(requeued, twin)
     assert epochs_done(sweep / "0") == epochs_done(sweep / "1") == 5
-    assert slurm_launcher.slurm_job_info(job).get("Restarts") == "1"
+    assert slurm_resources.slurm_job_info(job).get("Restarts") == "1"
 
 
 @pytest.mark.slurm
@@ -324,20 +325,20 @@ def test_a_job_slurm_cannot_run_is_refused_in_one_line(cluster, tmp_path, case):
 @pytest.mark.slurm
 def test_resources_no_node_has_are_refused_before_submit(cluster):
     partition, cpus = cluster["partition"], max(n["cpus"] for n in cluster["nodes"])
-    refuse = slurm_launcher.check_resources
+    refuse = slurm_resources.check_resources
     with pytest.raises(
-        slurm_launcher.SlurmLaunchError, match=rf"cpus_per_task={cpus + 1} .* at most {cpus} CPUs"
+        slurm_resources.SlurmLaunchError, match=rf"cpus_per_task={cpus + 1} .* at most {cpus} CPUs"
     ):
         refuse({"cpus_per_task": cpus + 1, "tasks_per_node": 1})
     with pytest.raises(
-        slurm_launcher.SlurmLaunchError, match=r"mem_gb=100000 is more than .* at most"
+        slurm_resources.SlurmLaunchError, match=r"mem_gb=100000 is more than .* at most"
     ):
         refuse({"mem_gb": 100000, "tasks_per_node": 1})
     with pytest.raises(
-        slurm_launcher.SlurmLaunchError, match=rf"'nope' does not exist.*Allowed: .*{partition}"
+        slurm_resources.SlurmLaunchError, match=rf"'nope' does not exist.*Allowed: .*{partition}"
     ):
         refuse({"partition": "nope", "tasks_per_node": 1})
-    with pytest.raises(slurm_launcher.SlurmLaunchError, match=r"nodes=9 is more than"):
+    with pytest.raises(slurm_resources.SlurmLaunchError, match=r"nodes=9 is more than"):
         refuse({"nodes": 9, "tasks_per_node": 1})
     refuse({"partition": partition, "cpus_per_task": 1, "tasks_per_node": cpus, "mem_gb": 1})
 
@@ -366,7 +367,7 @@ def test_resources_are_checked_against_what_sinfo_lists(stand_ins):
         "gpu|g2|64|512000|gpu:4",
     ]
     stand_ins("sinfo", "printf '" + "\\n".join(rows) + "\\n'")
-    check = slurm_launcher.check_resources
+    check = slurm_resources.check_resources
     check(
         {
             "partition": "gpu",
@@ -405,7 +406,7 @@ def test_resources_are_checked_against_what_sinfo_lists(stand_ins):
         "cpus_per_task='8' is not allowed: an integer >= 1": {"cpus_per_task": "8"},
     }
     for message, params in refused.items():
-        with pytest.raises(slurm_launcher.SlurmLaunchError, match=re.escape(message)):
+        with pytest.raises(slurm_resources.SlurmLaunchError, match=re.escape(message)):
             check(params)
 
 
@@ -414,8 +415,8 @@ def test_unreachable_slurm_is_one_line_naming_the_fix(stand_ins):
         "sinfo",
         "echo 'sinfo: error: Unable to contact slurm controller (connect failure)' >&2; exit 1",
     )
-    with pytest.raises(slurm_launcher.SlurmLaunchError) as err:
-        slurm_launcher.check_resources({"tasks_per_node": 1})
+    with pytest.raises(slurm_resources.SlurmLaunchError) as err:
+        slurm_resources.check_resources({"tasks_per_node": 1})
     assert str(err.value).count("\n") == 0
     assert "Unable to contact slurm controller" in str(err.value)
     assert "local_cluster.sh start" in str(err.value)
@@ -424,7 +425,7 @@ def test_unreachable_slurm_is_one_line_naming_the_fix(stand_ins):
 def test_a_job_slurm_ended_is_marked_failed_keeping_what_it_wrote(tmp_path):
     slurm = {"job_id": "7_1", "state": "CANCELLED by 0", "reason": "None", "exit_code": "0:15"}
     never_started = tmp_path / "1"
-    slurm_launcher.record_slurm_failure(never_started, ["optimizer.lr=0.01"], slurm)
+    slurm_record.record_slurm_failure(never_started, ["optimizer.lr=0.01"], slurm)
     done = results(never_started)
     assert done["status"] == "failed" and done["slurm"] == slurm
     assert done["error"]["message"] == (
@@ -437,7 +438,7 @@ def test_a_job_slurm_ended_is_marked_failed_keeping_what_it_wrote(tmp_path):
     (interrupted / "results.json").write_text(
         json.dumps({"status": "interrupted", "metrics": {"val/acc": 0.5}, "error": {"type": "X"}})
     )
-    slurm_launcher.record_slurm_failure(interrupted, [], {**slurm, "reason": "TimeLimit"})
+    slurm_record.record_slurm_failure(interrupted, [], {**slurm, "reason": "TimeLimit"})
     done = results(interrupted)
     assert done["status"] == "failed" and done["metrics"] == {"val/acc": 0.5}
     assert "(reason: TimeLimit)" in done["error"]["message"]

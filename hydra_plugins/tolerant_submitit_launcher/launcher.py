@@ -38,18 +38,12 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf, open_dict
 
-from hydra_plugins.tolerant_submitit_launcher.record import record_slurm_failure
-from hydra_plugins.tolerant_submitit_launcher.resources import (
-    SlurmLaunchError,
-    _one_line,
-    check_resources,
-    sacct_info,
-    slurm_job_info,
-)
+# module attributes, looked up at call time: Hydra's plugin scan re-executes every module of
+# hydra_plugins in place, so a name bound by `from … import` could name a stale class
+from hydra_plugins.tolerant_submitit_launcher import record, resources
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
 #: job states after which SLURM runs nothing more of the job (requeued/pending/running ones are not)
 FINAL_STATES = {
     "BOOT_FAIL",
@@ -80,7 +74,7 @@ class TolerantSlurmLauncher(SlurmLauncher):
         from hydra.core.singleton import Singleton
 
         assert self.config is not None
-        check_resources(self.params)
+        resources.check_resources(self.params)
         executor = self._executor(submitit)
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -106,7 +100,9 @@ class TolerantSlurmLauncher(SlurmLauncher):
             with contextlib.redirect_stderr(stderr):
                 jobs = executor.map_array(self, *zip(*job_params, strict=True))
         except Exception as err:  # submitit's FailedJobError carries sbatch's stderr
-            raise SlurmLaunchError(f"sbatch refused the sweep: {_one_line(err)}") from err
+            raise resources.SlurmLaunchError(
+                f"sbatch refused the sweep: {resources._one_line(err)}"
+            ) from err
         sys.stderr.write(stderr.getvalue())
         log.info("Submitted SLURM job(s) %s", ", ".join(job.job_id for job in jobs))
         return [
@@ -136,7 +132,9 @@ class TolerantSlurmLauncher(SlurmLauncher):
                 }
             )
         except (RuntimeError, ValueError) as err:
-            raise SlurmLaunchError(f"hydra/launcher=slurm: {_one_line(err)}") from err
+            raise resources.SlurmLaunchError(
+                f"hydra/launcher=slurm: {resources._one_line(err)}"
+            ) from err
         return executor
 
     # ---- waiting for one job
@@ -148,7 +146,7 @@ class TolerantSlurmLauncher(SlurmLauncher):
             try:
                 return job.results()[0]
             except submitit.core.utils.FailedJobError as err:  # raised outside the task function
-                return self._failed(job, overrides, idx, ended, _one_line(err))
+                return self._failed(job, overrides, idx, ended, resources._one_line(err))
             except submitit.core.utils.UncompletedJobError:
                 pass
         return self._failed(job, overrides, idx, ended, None)
@@ -166,7 +164,7 @@ class TolerantSlurmLauncher(SlurmLauncher):
         next_scontrol = 0.0
         while not self._has_results(job):
             if time.monotonic() >= next_scontrol:
-                info = slurm_job_info(job.job_id) or info
+                info = resources.slurm_job_info(job.job_id) or info
                 next_scontrol = time.monotonic() + SCONTROL_EVERY_S
                 if info.get("JobState") in FINAL_STATES:
                     break
@@ -175,7 +173,7 @@ class TolerantSlurmLauncher(SlurmLauncher):
             time.sleep(1)
         else:
             return info
-        info = slurm_job_info(job.job_id) or info
+        info = resources.slurm_job_info(job.job_id) or info
         # a completed job's result may lag on a shared disk; a cancelled or killed one has none
         grace = RESULT_GRACE_S if info.get("JobState") in ("COMPLETED", None) else 2.0
         deadline = time.monotonic() + grace
@@ -186,7 +184,7 @@ class TolerantSlurmLauncher(SlurmLauncher):
     def _failed(
         self, job: Any, overrides: list[str], idx: int, info: dict[str, str], error: str | None
     ) -> JobReturn:
-        accounting = sacct_info(job.job_id)
+        accounting = resources.sacct_info(job.job_id)
         slurm = {
             "job_id": job.job_id,
             "state": accounting.get("State") or info.get("JobState") or "UNKNOWN",
@@ -199,7 +197,7 @@ class TolerantSlurmLauncher(SlurmLauncher):
             slurm["error"] = error
         sweep_config = self._job_config(overrides, idx)
         job_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
-        path = record_slurm_failure(job_dir, overrides, slurm)
+        path = record.record_slurm_failure(job_dir, overrides, slurm)
         log.error(
             "Job #%d (%s), SLURM job %s, ended %s without a result: recorded as failed in %s; "
             "the sweep goes on. Its log: %s",

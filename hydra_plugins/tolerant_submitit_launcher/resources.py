@@ -11,25 +11,6 @@ from hydra.errors import CompactHydraException
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
-#: job states after which SLURM runs nothing more of the job (requeued/pending/running ones are not)
-FINAL_STATES = {
-    "BOOT_FAIL",
-    "CANCELLED",
-    "COMPLETED",
-    "DEADLINE",
-    "FAILED",
-    "NODE_FAIL",
-    "OUT_OF_MEMORY",
-    "REVOKED",
-    "SPECIAL_EXIT",
-    "TIMEOUT",
-}
-#: how long a job that SLURM says has ended may take to show its result pickle (shared disks lag)
-RESULT_GRACE_S = 15.0
-#: seconds between two `scontrol show job` of one job while waiting
-SCONTROL_EVERY_S = 5.0
-
 
 # ---- asking SLURM ----------------------------------------------------------------------------
 class SlurmLaunchError(CompactHydraException):

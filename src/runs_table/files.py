@@ -11,28 +11,9 @@ from typing import Any
 
 import yaml
 
-RESULTS_FILE = "results.json"
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
-HYDRA_FILE = Path(".hydra") / "hydra.yaml"
-CONFIG_FILES = (Path("config.yaml"), Path(".hydra") / "config.yaml")  # resolved first
 MAX_BYTES = 5_000_000
-#: what the table shows for each run besides metrics and config keys (lookups by these names too)
-FIELDS = (
-    "started_at",
-    "task",
-    "status",
-    "tags",
-    "commit",
-    "dirty",
-    "overrides",
-    "wall_time_s",
-    "error",
-    "run_dir",
-)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ANCHOR = re.compile(r"(?:^|[\s:\[{,-])[&*][^\s,\]}]", re.M)
-_DATED = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{2})-(\d{2})-(\d{2})")
-_MISSING = object()
 
 
 class Unreadable(Exception):

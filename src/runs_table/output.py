@@ -10,9 +10,6 @@ from collections import Counter
 
 from src.runs_table.table import Table, _cell, _text
 
-DEFAULT_DIRS = ("logs",)
-DEFAULT_LIMIT = 30
-
 
 # ---- outputs ---------------------------------------------------------------------------------
 def to_csv(table: Table) -> str:

@@ -47,7 +47,6 @@ FIELDS = (
     "run_dir",
 )
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_ANCHOR = re.compile(r"(?:^|[\s:\[{,-])[&*][^\s,\]}]", re.M)
 _DATED = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{2})-(\d{2})-(\d{2})")
 _MISSING = object()
 

@@ -16,9 +16,6 @@ from src.runs_table.filter import (
 )
 from src.runs_table.read import FIELDS, MISSING, Run, read_run
 
-DEFAULT_DIRS = ("logs",)
-DEFAULT_LIMIT = 30
-
 
 @dataclass
 class Table:
