@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from hydra_plugins.resumable_optuna_sweeper.pruners import PrunerConfigError, make_pruner
+from hydra_plugins.resumable_optuna_sweeper._pruners import PrunerConfigError, make_pruner
 from hydra_plugins.resumable_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
 from src.callbacks.optuna_pruning import TrialPruned
 from tests.helpers import ROOT

@@ -16,7 +16,7 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 
-from .pruners import make_pruner
+from ._pruners import make_pruner
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from optuna.pruners._percentile import (
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from hydra_plugins.resumable_optuna_sweeper.pruners import make_pruner
+from hydra_plugins.resumable_optuna_sweeper._pruners import make_pruner
 from src.utils.errors import ConfigError
 from src.utils.logging_utils import get_logger
 

@@ -4,6 +4,9 @@ The same value builds the pruner in the sweeper (checked before the first trial)
 (`src.callbacks.optuna_pruning`, which asks it whether to stop): a pruner is not stored with the
 study, so each process that opens the study passes it again. optuna is imported only when a
 pruner is built (Hydra imports this module at every start).
+
+Named with a leading underscore, like `_impl.py`: Hydra's plugin scan re-executes every other
+module of hydra_plugins in place, which would replace `PrunerConfigError` under callers' feet.
 """
 
 from collections.abc import Mapping
