@@ -14,7 +14,6 @@ Set `num_workers > 0` to get a classic `DataLoader` instead, with an optional pe
 """
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from src.data.augment import random_shift
 from src.data.batch_loader import IndexBatchLoader
+from src.utils.atomic import atomic_path
 from src.utils.errors import ConfigError
 from src.utils.logging_utils import get_logger
 
@@ -249,11 +249,9 @@ class InMemoryDataModule(pl.LightningDataModule):
                 log.warning("Ignoring unreadable cache %s (%s)", path, err)
         splits = load()
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            with tmp.open("wb") as f:  # whole or absent under its final name, even after a crash
-                torch.save({k: {"x": x, "y": y} for k, (x, y) in splits.items()}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            try:  # whole or absent under its final name, even after a crash or a full disk
+                with atomic_path(path) as tmp:
+                    torch.save({k: {"x": x, "y": y} for k, (x, y) in splits.items()}, tmp)
+            except OSError as err:  # a cache is an optimization: train without it
+                log.warning("Could not write the decoded-data cache %s: %s", path, err)
         return splits
