@@ -310,26 +310,31 @@ def test_two_resumes_of_one_run_only_one_writes(trained, tmp_path):
     shutil.copytree(trained, run)
     (run / ".hydra").mkdir()
     (run / ".hydra" / "overrides.yaml").write_text("- logger=csv\n")
-    args = ["src/train.py", f"resume={run}", "trainer.max_epochs=60", "test=false"]
+    # a first writer that runs until stopped (no early stopping, far more epochs than it will do)
+    args = [
+        "src/train.py",
+        f"resume={run}",
+        "trainer.max_epochs=100000",
+        "~callbacks.early_stopping",
+        "test=false",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(
-        [PYTHON, *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        [PYTHON, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and str(first.pid) not in _lock_text(run):
-        time.sleep(0.2)
-    second = run_cli(args, timeout=300)
-    assert second.returncode == 1 and first.poll() is None  # refused at once, not after waiting
-    assert "is in use by another run" in second.stderr and f"PID {first.pid}" in second.stderr
-    assert "Traceback" not in second.stderr
-    first.wait(timeout=300)
-    assert first.returncode == 0
-    assert results(run)["status"] == "completed"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and str(first.pid) not in _lock_text(run):
+            time.sleep(0.2)
+        second = run_cli(args, timeout=300)
+        assert second.returncode == 1 and first.poll() is None  # refused at once, not after waiting
+        assert "is in use by another run" in second.stderr and f"PID {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)  # the first writer is the one that records how it ended
+        first.wait(timeout=300)
+    assert first.returncode == 128 + signal.SIGTERM
+    assert results(run)["status"] == "interrupted"
 
 
 def _lock_text(run: Path) -> str:
