@@ -53,6 +53,19 @@ def opens(marker: Path) -> dict:
     return {"_target_": "builtins.open", "file": str(marker), "mode": "w"}
 
 
+def start_and_wait_for(code: str, arg: Path, ready: str) -> subprocess.Popen:
+    """`python -c code arg` in this checkout; returns once it prints the line `ready`."""
+    proc = subprocess.Popen(
+        [PYTHON, "-c", code, str(arg)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == ready
+    return proc
+
+
 # ---- 1. a checkpoint never chooses what gets called ---------------------------------------------
 PLACES = {
     "model.net": lambda rc, node: rc["model"].__setitem__("net", node),
@@ -201,14 +214,7 @@ def test_kill_9_mid_write_leaves_the_previous_file(tmp_path):
         "with atomic_open(sys.argv[1], 'wb') as f:\n"
         "    f.write(b'x' * 1000); f.flush(); print('writing', flush=True); time.sleep(60)\n"
     )
-    proc = subprocess.Popen(
-        [PYTHON, "-c", writer, str(path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout.readline().strip() == "writing"
+    proc = start_and_wait_for(writer, path, "writing")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert path.read_bytes() == b"previous good checkpoint"
@@ -279,15 +285,7 @@ def hold_lock(run_dir: Path) -> subprocess.Popen:
         "import sys, time\nfrom src.run.lock import acquire\n"
         "acquire(sys.argv[1]); print('locked', flush=True); time.sleep(120)\n"
     )
-    proc = subprocess.Popen(
-        [PYTHON, "-c", holder, str(run_dir)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
+    return start_and_wait_for(holder, run_dir, "locked")
 
 
 def test_a_second_writer_exits_at_once_touching_nothing(tmp_path):
