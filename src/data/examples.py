@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from src.utils.atomic import atomic_open
 from src.utils.errors import ConfigError
 
 PREFIX = "sklearn:"
@@ -44,13 +45,8 @@ def load_example_table(name: str) -> pd.DataFrame:
 def write_example_table(name: str, path: str | Path) -> Path:
     """Write the table as CSV, atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         load_example_table(name).to_csv(f, index=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 
