@@ -16,7 +16,12 @@ from omegaconf import DictConfig
 import src.utils  # noqa: F401  (registers the config resolvers)
 from src.callbacks.finite_loss import fail_if_diverged
 from src.checkpoints.init_from import check_init_from, load_initial_weights
-from src.checkpoints.resume import best_checkpoint, checkpoint_to_resume, checkpoints_in_run
+from src.checkpoints.resume import (
+    best_checkpoint,
+    checkpoint_to_resume,
+    checkpoints_in_run,
+    remove_requeue_checkpoints,
+)
 from src.checkpoints.target_policy import check_targets, trusted_targets
 from src.loggers.hparams import log_hyperparameters
 from src.run.build import build_trainer
@@ -78,6 +83,8 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         record.add_metrics({k: v for k, v in trainer.callback_metrics.items() if "/" in k})
         fail_if_diverged(record.metrics, epochs=trainer.current_epoch)
+        if trainer.is_global_zero:
+            remove_requeue_checkpoints(record.output_dir)
         if cfg.get("test", True):
             record.add_metrics(test_best_checkpoint(trainer, model, datamodule))
         record_checkpoints(record, trainer)
