@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast check eval predict export sweep search summary runs bench lint typecheck format clean
+.PHONY: help install train test test-fast check eval predict export sweep search summary runs bench bench-memory lint typecheck format clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ runs: $(STAMP) ## one table of every run under logs/: make runs ARGS="--tag base
 DATA_DIR ?= $(if $(wildcard ../shared/datasets/MNIST/raw),../shared/datasets,data)
 bench: $(STAMP) ## speed: plain PyTorch loop vs train.py on MNIST (DATA_DIR=folder holding MNIST/raw)
 	$(PY) bench/bench_train.py --data-dir $(DATA_DIR) $(ARGS)
+
+bench-memory: $(STAMP) ## memory: peak RSS of a one-epoch MNIST run vs Lightning alone (ARGS="--rival-dir DIR")
+	$(PY) bench/bench_memory.py --data-dir $(DATA_DIR) $(ARGS)
 
 search: $(STAMP) ## an Optuna study on digits (run it again to resume): make search ARGS="hydra.sweeper.n_trials=30"
 	$(PY) src/train.py -m hparams_search=digits_optuna $(ARGS)

@@ -31,3 +31,13 @@ def test_bench_prints_the_comparison(tmp_path):
     )
     assert re.search(r"\[cpu\] end-to-end .* median [\d.]+ s wall", out)
     assert "[cuda]" in out
+
+
+@pytest.mark.slow
+def test_memory_bench_prints_every_row(tmp_path):
+    data = write_mnist(tmp_path / "data", "MNIST", n_train=600, n_test=100)
+    result = run_cli(["bench/bench_memory.py", "--data-dir", str(data), "--rounds", "1"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    for row in ("imports", "Lightning alone", "Lightning alone, no teardown", "ours"):
+        assert re.search(rf"  {re.escape(row)} +\d+ MB", result.stdout), result.stdout
+    assert re.search(r"ours - Lightning alone \(both without teardown\): [+-]\d+ MB", result.stdout)
