@@ -11,6 +11,7 @@
 - After SIGTERM the process exits 143 (128 + SIGTERM), not the 0 of Lightning's bare `SystemExit`,
   so a scheduler or shell sees that the run did not finish.
 - A full disk ends in one line naming the file and the newest checkpoint that is still whole.
+- A job of `hydra/launcher=gpu_pool` records the GPU it ran on (`gpu`: index, slot, name).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from src.run.gpu_slot import pool_gpu
 from src.run.lock import is_rank_zero, run_dir_lock
 from src.run.record import RESULTS_FILE, RunRecord
 from src.run.summary import log_summary, summary_text
@@ -109,6 +111,9 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
     with run_dir_lock(output_dir):
         record = RunRecord(task=task, output_dir=str(output_dir), best_model_path=model_path)
         record.started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
+        gpu = pool_gpu()
+        if gpu is not None:
+            log.info("GPU pool: this job runs on GPU %s (slot %s)", gpu["index"], gpu["slot"])
         t0 = time.perf_counter()
         keep_previous = False
         try:
@@ -137,5 +142,7 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             raise
         finally:
             record.wall_time_s = round(time.perf_counter() - t0, 3)
+            if gpu is not None:
+                record.extra["gpu"] = pool_gpu()  # now with the GPU's name, if the job used it
             _write(record, keep_previous)
     log_summary(summary_text(record))
