@@ -49,6 +49,7 @@ def test_gpus_can_be_named_or_faked_on_a_machine_without_any():
     assert _pool.pool_gpus(gpus=[0, 1, 2, 3], **no_gpu) == ["0", "1", "2", "3"]
     assert _pool.pool_gpus(num_gpus=4, **no_gpu) == ["0", "1", "2", "3"]
     assert _pool.pool_gpus(gpus=["GPU-8f2a"], **no_gpu) == ["GPU-8f2a"]
+    assert _pool.pool_gpus(gpus="MIG-GPU-8f2a/1/0", **no_gpu) == ["MIG-GPU-8f2a/1/0"]
 
 
 @pytest.mark.parametrize(
@@ -68,9 +69,10 @@ def test_gpus_can_be_named_or_faked_on_a_machine_without_any():
         ({"gpus": []}, 0, r"gpus=\[\] is not allowed: give a non-empty list"),
         ({"gpus": [0, 0]}, 0, r"names a GPU twice.*jobs_per_gpu=2"),
         ({"gpus": ["0;rm"]}, 0, r"is not allowed"),
+        ({"gpus": ["0,1"]}, 0, r"is not allowed"),
         ({"gpus": [0], "num_gpus": 1}, 0, r"are both set"),
     ],
-    ids=["no-gpu", "more-than-seen", "zero", "empty", "twice", "not-an-id", "both"],
+    ids=["no-gpu", "more-than-seen", "zero", "empty", "twice", "not-an-id", "two-in-one", "both"],
 )
 def test_a_pool_it_cannot_build_is_one_clear_error(kwargs, count, message):
     with pytest.raises(_pool.GpuPoolError, match=message) as err:
@@ -235,6 +237,40 @@ def test_the_slot_lock_dies_with_a_job_killed_by_sigkill(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+ORPHAN = (
+    "import subprocess, sys, time\n"
+    "code = ('import os, time; from hydra_plugins.gpu_pool_launcher._worker import "
+    "die_with_the_sweep; die_with_the_sweep(os.getppid()); print(os.getpid(), flush=True); "
+    "time.sleep(60)')\n"
+    "job = subprocess.Popen([sys.executable, '-c', code], stdout=sys.stdout)\n"
+    "time.sleep(60)\n"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_job_stops_when_its_sweep_is_killed(tmp_path):
+    """kill -9 of the sweep's process: its jobs get SIGTERM (no orphan keeps a GPU)."""
+    sweep = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    job = int(sweep.stdout.readline())
+    sweep.kill()
+    sweep.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(job):
+        time.sleep(0.05)
+    assert not _alive(job), "the job outlived its sweep"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie (exited, not yet reaped by init) is gone
+        return f.read().split(")")[-1].split()[0] != "Z"
 
 
 # ---- the summary -----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ ENV_GPU = "GPU_POOL_GPU"
 ENV_SLOT = "GPU_POOL_SLOT"
 ENV_LOCK = "GPU_POOL_LOCK"
 ENV_THREADS = "GPU_POOL_THREADS"
+ENV_PARENT = "GPU_POOL_PARENT"  # the sweep's pid: its job stops (SIGTERM) when it dies
 #: the thread counts of the numeric libraries, capped per job as joblib caps its workers
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -96,7 +97,8 @@ def pool_gpus(
         if isinstance(gpus, str | int):
             gpus = [gpus]
         chosen = [str(g).strip() for g in gpus]
-        if not chosen or any(not g or not re.fullmatch(r"[\w-]+", g) for g in chosen):
+        # an index or a (MIG) UUID; never a comma or a space, which would hand a job several GPUs
+        if not chosen or any(not re.fullmatch(r"[\w./:-]+", g) for g in chosen):
             raise GpuPoolError(
                 f"hydra.launcher.gpus={list(gpus)} is not allowed: give a non-empty list of GPU "
                 "indices (or UUIDs) as CUDA_VISIBLE_DEVICES takes them, e.g. [0,1,2,3]."
@@ -204,6 +206,7 @@ def job_env(
     env[ENV_SLOT] = str(slot.index)
     env[ENV_LOCK] = str(lock)
     env[ENV_THREADS] = str(threads)
+    env[ENV_PARENT] = str(os.getpid())
     for var in THREAD_VARS:  # what the user set explicitly stands, as with joblib's workers
         env.setdefault(var, str(threads))
     # the sweep's own import path (its src/ and hydra_plugins/), ahead of anything else

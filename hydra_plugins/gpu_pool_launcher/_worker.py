@@ -3,7 +3,8 @@
     python -m hydra_plugins.gpu_pool_launcher._worker <launch.pkl> <job.json> <result.pkl>
 
 The launcher starts it with `CUDA_VISIBLE_DEVICES` set to the job's GPU, so torch sees that GPU
-alone from its first import. Before anything else it claims the job's slot (an OS lock that dies
+alone from its first import. It asks to be stopped (SIGTERM) if the sweep's process dies, and
+before anything else it claims the job's slot (an OS lock that dies
 with the process); then it runs the job exactly as Hydra's joblib launcher runs one in a worker
 (`execute_job`) and leaves the `JobReturn` in `<result.pkl>` (written atomically). A job that
 never gets that far (killed, out of memory) leaves no result: the launcher records it as failed.
@@ -14,16 +15,33 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from hydra_plugins.gpu_pool_launcher._pool import ENV_LOCK
+from hydra_plugins.gpu_pool_launcher._pool import ENV_LOCK, ENV_PARENT
 
 #: seconds between two tries of a slot still held by a process of the job before (a straggler)
 RETRY_S = 0.5
+
+
+def die_with_the_sweep(parent: int) -> None:
+    """SIGTERM this job when the sweep's process dies, even by SIGKILL (Linux: PR_SET_PDEATHSIG),
+    so no orphaned job keeps a GPU; a run then saves `interrupted.ckpt` and records `interrupted`.
+    Elsewhere: nothing (the job runs to its end)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGTERM) != 0:  # 1 = PR_SET_PDEATHSIG
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the sweep died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def claim_slot(lock: Path, job: int) -> int:
@@ -103,6 +121,8 @@ def write_result(path: Path, job_return: Any) -> None:
 def main(argv: list[str]) -> int:
     launch_file, job_file, result_file = (Path(a) for a in argv[1:4])
     job = json.loads(job_file.read_text())
+    if os.environ.get(ENV_PARENT, "").isdigit():
+        die_with_the_sweep(int(os.environ[ENV_PARENT]))
     # first the slot, before the job's code imports anything (torch reads CUDA_VISIBLE_DEVICES)
     _fd = claim_slot(Path(os.environ[ENV_LOCK]), job["idx"])  # held until the process ends
     import cloudpickle

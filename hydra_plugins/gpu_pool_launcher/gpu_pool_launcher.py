@@ -15,7 +15,8 @@ sweep summary has a `gpu` column. `<sweep_dir>/.gpus/` keeps each job's console 
 A job whose process dies without handing back its result (SIGKILL, the kernel's OOM killer, a
 segfault) is recorded as failed in its `results.json` with how it ended and its GPU; the sweep
 goes on and returns NaN for it, as for any failed job (src/sweeps/job.py). Ctrl+C or SIGTERM of
-the sweep stops the running jobs with SIGTERM (each saves `interrupted.ckpt`).
+the sweep stops the running jobs with SIGTERM (each saves `interrupted.ckpt`); on Linux so does a
+SIGKILL of the sweep's process (the jobs ask for it: PR_SET_PDEATHSIG), so no orphan keeps a GPU.
 
 Why not Hydra's joblib launcher: its worker processes outlive a job, and a process whose CUDA is
 initialised cannot move to another GPU; a worker killed mid-job breaks the whole joblib pool.
