@@ -273,6 +273,33 @@ def _alive(pid: int) -> bool:
         return f.read().split(")")[-1].split()[0] != "Z"
 
 
+class _Opens:
+    """A pickle that would create `marker` if it were ever unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_the_pool_unpickles_only_what_this_launch_signed(tmp_path):
+    """The launch state and each job's result pass through the sweep directory: a file put there
+    by anyone else (no key: it is in the environment only) is refused, never unpickled."""
+    import pickle
+
+    key, marker = os.urandom(32), tmp_path / "ran"
+    blob = _pool.sign(key, pickle.dumps({"ok": 1}))
+    assert pickle.loads(_pool.verified(key, blob, "job-0.result.pkl")) == {"ok": 1}
+    crafted = pickle.dumps(_Opens(marker))
+    for forged in (crafted, b"0" * 64 + b"\n" + crafted, _pool.sign(os.urandom(32), crafted)):
+        with pytest.raises(_pool.UnsignedError, match="not written by this sweep's GPU pool"):
+            _pool.verified(key, forged, "job-0.result.pkl")
+    with pytest.raises(_pool.UnsignedError):
+        _pool.verified(b"", _pool.sign(b"", crafted), "x")  # no key: nothing verifies
+    assert not marker.exists()
+
+
 # ---- the summary -----------------------------------------------------------------------------
 def test_the_sweep_summary_lists_the_gpu_of_each_job(tmp_path):
     sweep = tmp_path / "sweep"

@@ -17,6 +17,8 @@ underscore module, so Hydra's plugin scan does not re-execute it (its classes ke
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -40,6 +42,7 @@ ENV_SLOT = "GPU_POOL_SLOT"
 ENV_LOCK = "GPU_POOL_LOCK"
 ENV_THREADS = "GPU_POOL_THREADS"
 ENV_PARENT = "GPU_POOL_PARENT"  # the sweep's pid: its job stops (SIGTERM) when it dies
+ENV_KEY = "GPU_POOL_KEY"  # this launch's secret: the pickles it exchanges with its jobs are signed
 #: the thread counts of the numeric libraries, capped per job as joblib caps its workers
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -197,10 +200,16 @@ def threads_per_job(cpus_per_job: int | None, concurrent: int, cores: int | None
 
 
 def job_env(
-    base: Mapping[str, str], slot: Slot, lock: Path, threads: int, sys_path: Sequence[str]
+    base: Mapping[str, str],
+    slot: Slot,
+    lock: Path,
+    threads: int,
+    sys_path: Sequence[str],
+    key: bytes = b"",
 ) -> dict[str, str]:
     """The environment a job process starts with: its GPU set before anything imports torch."""
     env = dict(base)
+    env[ENV_KEY] = key.hex()
     env["CUDA_VISIBLE_DEVICES"] = slot.gpu
     env[ENV_GPU] = slot.gpu
     env[ENV_SLOT] = str(slot.index)
@@ -215,6 +224,30 @@ def job_env(
     ).strip(os.pathsep)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+# ---- the pickles a launch and its jobs exchange ----------------------------------------------
+class UnsignedError(ValueError):
+    """A file in the sweep directory that this launch did not write: never unpickled."""
+
+
+def sign(key: bytes, data: bytes) -> bytes:
+    """`data` preceded by its HMAC under `key` (a line of hex)."""
+    return hmac.new(key, data, hashlib.sha256).hexdigest().encode() + b"\n" + data
+
+
+def verified(key: bytes, blob: bytes, what: str) -> bytes:
+    """The data of a `sign`ed blob; UnsignedError if it was not signed with `key`.
+
+    The launch state and each job's result are pickles passed through the sweep directory; a
+    sweep directory is data (anyone who can write there must not choose what gets called), so
+    each side unpickles only what carries this launch's HMAC (the key never touches the disk).
+    """
+    digest, _, data = blob.partition(b"\n")
+    expected = hmac.new(key, data, hashlib.sha256).hexdigest().encode()
+    if not key or not hmac.compare_digest(digest, expected):
+        raise UnsignedError(f"{what} was not written by this sweep's GPU pool: not unpickled")
+    return data
 
 
 def append_assignment(pool_dir: Path, entry: dict[str, Any]) -> None:

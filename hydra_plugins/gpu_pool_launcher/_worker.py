@@ -6,7 +6,9 @@ The launcher starts it with `CUDA_VISIBLE_DEVICES` set to the job's GPU, so torc
 alone from its first import. It asks to be stopped (SIGTERM) if the sweep's process dies, and
 before anything else it claims the job's slot (an OS lock that dies
 with the process); then it runs the job exactly as Hydra's joblib launcher runs one in a worker
-(`execute_job`) and leaves the `JobReturn` in `<result.pkl>` (written atomically). A job that
+(`execute_job`) and leaves the `JobReturn` in `<result.pkl>` (written atomically). Both pickles
+carry an HMAC under a key the launcher passes in the environment only: neither side unpickles a
+file it cannot verify. A job that
 never gets that far (killed, out of memory) leaves no result: the launcher records it as failed.
 """
 
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hydra_plugins.gpu_pool_launcher._pool import ENV_LOCK, ENV_PARENT
+from hydra_plugins.gpu_pool_launcher import _pool
 
 #: seconds between two tries of a slot still held by a process of the job before (a straggler)
 RETRY_S = 0.5
@@ -99,8 +101,9 @@ def execute_job(
     )
 
 
-def write_result(path: Path, job_return: Any) -> None:
-    """Pickle the JobReturn atomically; an exception that does not pickle is passed on as text."""
+def write_result(path: Path, job_return: Any, key: bytes) -> None:
+    """Pickle the JobReturn, signed, atomically; an exception that does not pickle is passed on
+    as text."""
     import cloudpickle
 
     try:
@@ -112,7 +115,7 @@ def write_result(path: Path, job_return: Any) -> None:
         data = cloudpickle.dumps(job_return)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        f.write(data)
+        f.write(_pool.sign(key, data))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -121,18 +124,19 @@ def write_result(path: Path, job_return: Any) -> None:
 def main(argv: list[str]) -> int:
     launch_file, job_file, result_file = (Path(a) for a in argv[1:4])
     job = json.loads(job_file.read_text())
-    if os.environ.get(ENV_PARENT, "").isdigit():
-        die_with_the_sweep(int(os.environ[ENV_PARENT]))
+    if os.environ.get(_pool.ENV_PARENT, "").isdigit():
+        die_with_the_sweep(int(os.environ[_pool.ENV_PARENT]))
+    key = bytes.fromhex(os.environ.pop(_pool.ENV_KEY, ""))  # the job's own code never sees it
     # first the slot, before the job's code imports anything (torch reads CUDA_VISIBLE_DEVICES)
-    _fd = claim_slot(Path(os.environ[ENV_LOCK]), job["idx"])  # held until the process ends
+    _fd = claim_slot(Path(os.environ[_pool.ENV_LOCK]), job["idx"])  # held until the process ends
     import cloudpickle
 
-    with open(launch_file, "rb") as f:
-        hydra_context, config, task_function, singleton_state = cloudpickle.load(f)
+    state = _pool.verified(key, launch_file.read_bytes(), str(launch_file))
+    hydra_context, config, task_function, singleton_state = cloudpickle.loads(state)
     job_return = execute_job(
         job["idx"], job["overrides"], hydra_context, config, task_function, singleton_state
     )
-    write_result(result_file, job_return)
+    write_result(result_file, job_return, key)
     return 0
 
 

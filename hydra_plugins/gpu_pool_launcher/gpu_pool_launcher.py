@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import pickle
+import secrets
 import signal
 import subprocess
 import sys
@@ -138,7 +139,8 @@ class GpuPoolLauncher(Launcher):
 
         launch_file = pool_dir / f"launch-{initial_job_idx}-{os.getpid()}.pkl"
         state = (self.hydra_context, self.config, self.task_function, Singleton.get_state())
-        _record.write_bytes(launch_file, cloudpickle.dumps(state))
+        key = secrets.token_bytes(32)  # signs the pickles of this launch (_pool.verified)
+        _record.write_bytes(launch_file, _pool.sign(key, cloudpickle.dumps(state)))
         started: dict[int, float] = {}
 
         def start(i: int, slot: Any) -> subprocess.Popen:
@@ -147,9 +149,8 @@ class GpuPoolLauncher(Launcher):
             _record.write_json(job_file, {"idx": idx, "overrides": list(job_overrides[i])})
             result = pool_dir / f"job-{idx}.result.pkl"
             result.unlink(missing_ok=True)
-            env = _pool.job_env(
-                os.environ, slot, _pool.lock_path(pool_dir, slot), threads, sys.path
-            )
+            lock = _pool.lock_path(pool_dir, slot)
+            env = _pool.job_env(os.environ, slot, lock, threads, sys.path, key)
             command = [sys.executable, "-m", WORKER_MODULE, str(launch_file), str(job_file)]
             with open(pool_dir / f"job-{idx}.out", "ab") as out:
                 proc = subprocess.Popen(
@@ -182,16 +183,22 @@ class GpuPoolLauncher(Launcher):
                 slot.name,
             )
             result = pool_dir / f"job-{idx}.result.pkl"
+            job_return, problem = None, ""
             try:
-                with open(result, "rb") as f:
-                    job_return = pickle.load(f)
-            except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
-                job_return = None
+                data = _pool.verified(key, result.read_bytes(), str(result))
+                job_return = pickle.loads(data)
+            except FileNotFoundError:
+                pass
+            except _pool.UnsignedError as err:
+                problem = f"; {err}"
+            except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as err:
+                problem = f"; its result did not load ({type(err).__name__}: {err})"
             (pool_dir / f"job-{idx}.json").unlink(missing_ok=True)
             result.unlink(missing_ok=True)
             if isinstance(job_return, JobReturn):
                 return job_return
-            return self._lost(idx, list(job_overrides[i]), slot, returncode, pool_dir, threads)
+            overrides = list(job_overrides[i])
+            return self._lost(idx, overrides, slot, returncode, pool_dir, threads, problem)
 
         pool = _pool.Pool(slots, start, finish, stop_timeout_s=self.stop_timeout_s)
         try:
@@ -208,6 +215,7 @@ class GpuPoolLauncher(Launcher):
         returncode: int,
         pool_dir: Path,
         threads: int,
+        problem: str = "",
     ) -> JobReturn:
         """A job whose process ended without its result: failed in results.json, NaN to the sweep."""
         assert self.hydra_context is not None and self.config is not None
@@ -219,7 +227,7 @@ class GpuPoolLauncher(Launcher):
         output = pool_dir / f"job-{idx}.out"
         message = (
             f"the job's process ended by {_pool.describe_exit(returncode)} on GPU {slot.gpu} "
-            f"(slot {slot.name}) without handing back its result (its output: {output})"
+            f"(slot {slot.name}) without handing back its result (its output: {output}){problem}"
         )
         path = _record.record_lost_job(job_dir, overrides, message, _gpu_record(slot, threads))
         log.error(
