@@ -81,6 +81,22 @@ def test_csv_history_continues_across_resume(tmp_path):
     assert steps == sorted(set(steps))
 
 
+@pytest.mark.slow
+def test_lightnings_own_csv_logger_loses_the_history_on_resume(tmp_path):
+    """Why ContinuedCSVLogger exists (and the alarm for when Lightning changes): the stock
+    CSVLogger deletes metrics.csv when a resumed process opens it."""
+    stock = ["logger.csv._target_=pytorch_lightning.loggers.CSVLogger"]
+    stock.append("trusted_targets=[pytorch_lightning.loggers.CSVLogger]")
+    run = tmp_path / "run"
+    first = [*QUICK, "logger=csv", "trainer.max_epochs=3", *stock]
+    with pytest.raises(RuntimeError, match="injected failure"):
+        train(compose_config("train", run, [*first, *CRASH_AT_EPOCH_2]))
+    assert val_epochs(csv_rows(run)) == [0, 1]
+    with pytest.warns(UserWarning, match="Previous log files in this directory will be deleted"):
+        train(compose_config("train", run, [*first, f"resume={run}"]))
+    assert val_epochs(csv_rows(run)) == [2]  # epochs 0 and 1 are gone
+
+
 # ---- TensorBoard -----------------------------------------------------------------------------
 def tensorboard_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
