@@ -79,6 +79,9 @@ def test_csv_history_continues_across_resume(tmp_path):
     assert any(r.get("test/acc") for r in after)
     steps = [int(r["step"]) for r in after if r.get("val/acc")]
     assert steps == sorted(set(steps))
+    # the learning rate of epoch 2 was logged at its start, before the crash: kept, not repeated
+    lr_steps = [int(r["step"]) for r in after if r.get("lr-Adam")]
+    assert len(lr_steps) == 3 and lr_steps == sorted(set(lr_steps))
 
 
 @pytest.mark.slow
@@ -117,6 +120,8 @@ def test_tensorboard_history_continues_across_a_requeue(tmp_path):
     scalars = tensorboard_scalars(run)
     val = [step for step, _ in scalars["val/acc"]]
     assert len(val) == 3 and val == sorted(set(val))  # every epoch, once each
+    lr = [step for step, _ in scalars["lr-Adam"]]  # epoch 2's, logged before the crash, kept
+    assert len(lr) == 3 and lr == sorted(set(lr))
     history = [float(r["val/acc"]) for r in csv_rows_of_history(run)]
     assert [value for _, value in scalars["val/acc"]] == pytest.approx(history)
 
@@ -143,8 +148,12 @@ def test_a_resume_from_an_older_checkpoint_keeps_each_epoch_once(tmp_path):
     rows = csv_rows(run)
     assert val_epochs(rows) == [0, 1, 2]
     assert len([r for r in rows if r.get("test/acc")]) == 1  # the old test row was after step G
-    val = [step for step, _ in tensorboard_scalars(run)["val/acc"]]
-    assert len(val) == 3 and val == sorted(set(val))
+    scalars = tensorboard_scalars(run)
+    for tag in ("val/acc", "lr-Adam"):  # lr: logged at each epoch's start, epoch 2's twice here
+        steps = [step for step, _ in scalars[tag]]
+        assert len(steps) == 3 and steps == sorted(set(steps)), (tag, steps)
+    lr_steps = [int(r["step"]) for r in rows if r.get("lr-Adam")]
+    assert len(lr_steps) == 3 and lr_steps == sorted(set(lr_steps))
 
 
 # ---- MLflow ----------------------------------------------------------------------------------
