@@ -6,9 +6,9 @@ The launcher starts it with `CUDA_VISIBLE_DEVICES` set to the job's GPU, so torc
 alone from its first import. It asks to be stopped (SIGTERM) if the sweep's process dies, and
 before anything else it claims the job's slot (an OS lock that dies
 with the process); then it runs the job exactly as Hydra's joblib launcher runs one in a worker
-(`execute_job`) and leaves the `JobReturn` in `<result.pkl>` (written atomically). Both pickles
-carry an HMAC under a key the launcher passes in the environment only: neither side unpickles a
-file it cannot verify. A job that
+(`execute_job`) and leaves the `JobReturn` in `<result.pkl>` (written atomically). The three
+files carry an HMAC under a key the launcher passes in the environment only: neither side reads
+a file it cannot verify (a pickle could run code; the overrides choose what the job builds). A job that
 never gets that far (killed, out of memory) leaves no result: the launcher records it as failed.
 """
 
@@ -123,10 +123,10 @@ def write_result(path: Path, job_return: Any, key: bytes) -> None:
 
 def main(argv: list[str]) -> int:
     launch_file, job_file, result_file = (Path(a) for a in argv[1:4])
-    job = json.loads(job_file.read_text())
     if os.environ.get(_pool.ENV_PARENT, "").isdigit():
         die_with_the_sweep(int(os.environ[_pool.ENV_PARENT]))
     key = bytes.fromhex(os.environ.pop(_pool.ENV_KEY, ""))  # the job's own code never sees it
+    job = json.loads(_pool.verified(key, job_file.read_bytes(), str(job_file)))
     # first the slot, before the job's code imports anything (torch reads CUDA_VISIBLE_DEVICES)
     _fd = claim_slot(Path(os.environ[_pool.ENV_LOCK]), job["idx"])  # held until the process ends
     import cloudpickle

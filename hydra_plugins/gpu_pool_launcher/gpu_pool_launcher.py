@@ -29,6 +29,7 @@ plugin scan re-executes every other module of `hydra_plugins` in place.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -146,7 +147,8 @@ class GpuPoolLauncher(Launcher):
         def start(i: int, slot: Any) -> subprocess.Popen:
             idx = initial_job_idx + i
             job_file = pool_dir / f"job-{idx}.json"
-            _record.write_json(job_file, {"idx": idx, "overrides": list(job_overrides[i])})
+            spec = json.dumps({"idx": idx, "overrides": list(job_overrides[i])}).encode()
+            _record.write_bytes(job_file, _pool.sign(key, spec))  # its overrides: signed too
             result = pool_dir / f"job-{idx}.result.pkl"
             result.unlink(missing_ok=True)
             lock = _pool.lock_path(pool_dir, slot)
