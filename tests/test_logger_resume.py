@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from src.loggers.run_ids import RUN_IDS_FILE, stored_ids
+from src.loggers.run_ids import RUN_IDS_FILE, stored_id, stored_ids
 from src.train import train
 from src.utils.errors import RunDirLockedError
 from tests.helpers import FAST, compose_config, fault, results, run_cli
@@ -268,6 +268,10 @@ def test_an_unreadable_id_file_starts_new_tracker_runs(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert stored_ids(run) == {}
     assert "unreadable" in caplog.text
+    # a crafted value is not passed to a tracker as a run id
+    (run / RUN_IDS_FILE).write_text('{"wandb": {"id": "../../x"}, "mlflow": {"run_id": 7}}')
+    assert stored_id(run, "wandb", "id") is None and stored_id(run, "mlflow", "run_id") is None
+    assert "is not a run id: ignored" in caplog.text
 
 
 @pytest.mark.slow

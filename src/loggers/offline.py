@@ -28,7 +28,7 @@ from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers import MLFlowLogger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from src.loggers.run_ids import store_id, stored_ids
+from src.loggers.run_ids import store_id, stored_id, stored_ids
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -57,19 +57,18 @@ class LocalMLFlowLogger(MLFlowLogger):
             run_name = run_name or "/".join(Path(run_dir).parts[-2:])
         self._run_dir = run_dir
         stored = stored_ids(run_dir).get("mlflow", {}) if run_dir else {}
+        run_id = stored_id(run_dir, "mlflow", "run_id") if run_dir else None
         #: the run continues an MLflow run of this run directory (same tracking store)
         self._continues = bool(
-            kwargs.get("run_id") is None
-            and stored.get("run_id")
-            and stored.get("tracking_uri") == tracking_uri
+            kwargs.get("run_id") is None and run_id and stored.get("tracking_uri") == tracking_uri
         )
         if self._continues:
-            kwargs["run_id"] = str(stored["run_id"])
-        elif stored.get("run_id"):
+            kwargs["run_id"] = run_id
+        elif run_id and kwargs.get("run_id") is None:
             log.warning(
                 "%s/loggers.json names MLflow run %s in %s, not in %s: starting a new MLflow run.",
                 run_dir,
-                stored["run_id"],
+                run_id,
                 stored.get("tracking_uri"),
                 tracking_uri,
             )
@@ -113,7 +112,10 @@ class LocalMLFlowLogger(MLFlowLogger):
                 str(err).splitlines()[0],
             )
             return False
-        return run.info.lifecycle_stage != "deleted"
+        if run.info.lifecycle_stage == "deleted":
+            log.warning("MLflow run %s was deleted: starting a new MLflow run.", self._run_id)
+            return False
+        return True
 
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
@@ -153,7 +155,7 @@ class OwnRunWandbLogger(WandbLogger):
         if wandb.run is not None:
             wandb.finish()
         if run_dir and kwargs.get("id") is None and kwargs.get("version") is None:
-            stored = stored_ids(run_dir).get("wandb", {}).get("id")
+            stored = stored_id(run_dir, "wandb", "id")
             if stored:
                 log.info("W&B: continuing run %s", stored)
             else:  # chosen and stored before the run starts: a kill in between loses nothing

@@ -11,6 +11,7 @@ reported and treated as absent: the run then starts new tracker runs instead of 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,20 @@ from src.utils.logging_utils import get_logger
 log = get_logger(__name__)
 
 RUN_IDS_FILE = "loggers.json"
+
+
+def stored_id(run_dir: str | Path, logger: str, key: str) -> str | None:
+    """`loggers.json`'s `logger.key` when it looks like a tracker's run id (letters, digits, `_`,
+    `-`); a value of another shape is reported and ignored (a new tracker run starts)."""
+    value = stored_ids(run_dir).get(logger, {}).get(key)
+    if value is None:
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[\w-]{1,128}", value):
+        return value
+    log.warning(
+        "%s/%s: %s.%s=%r is not a run id: ignored.", run_dir, RUN_IDS_FILE, logger, key, value
+    )
+    return None
 
 
 def stored_ids(run_dir: str | Path) -> dict[str, dict[str, Any]]:
