@@ -20,9 +20,11 @@ from src.checkpoints.resume import (
     best_checkpoint,
     checkpoint_to_resume,
     checkpoints_in_run,
+    first_step_to_log,
     remove_requeue_checkpoints,
 )
 from src.checkpoints.target_policy import check_targets, trusted_targets
+from src.loggers.continued import continue_histories
 from src.loggers.hparams import log_hyperparameters
 from src.run.build import build_trainer
 from src.run.cli import run_entry_point
@@ -77,6 +79,7 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
             report = load_initial_weights(model, cfg.init_from, cfg.get("init_from_keys"))
             record.extra["init_from"] = report.to_dict()
         trainer = build_trainer(cfg, store_config=True)
+        continue_histories(trainer.loggers, first_step_to_log(ckpt_path))  # resume=, a requeue
         check_monitored_metrics(cfg, trainer, model)
         log_hyperparameters(cfg, trainer, model)
 

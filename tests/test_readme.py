@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.helpers import ROOT, run_cli
 
@@ -51,7 +52,8 @@ def expected_statuses(args: list[str]) -> list[str]:
     trials = [a.split("=", 1)[1] for a in args if a.startswith("hydra.sweeper.n_trials=")]
     if trials:
         return ["completed"] * int(trials[0])
-    jobs = math.prod(len(a.split("=", 1)[1].split(",")) for a in args if "=" in a and "," in a)
+    swept = [a.split("=", 1)[1] for a in args if "=" in a and "," in a]
+    jobs = math.prod(len(v.split(",")) for v in swept if not v.startswith("["))  # [0,1]: one value
     if any(a.startswith("debug=nan_loss") for a in args):  # one job's loss is made NaN on purpose
         return ["completed"] * (jobs - 1) + ["failed"]
     return ["completed"] * jobs
@@ -91,6 +93,8 @@ def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
         pytest.skip("needs MNIST in data/ or ../shared/datasets (this repo's CI data), absent here")
     if "hydra/launcher=slurm" in command and not slurm_reachable():
         pytest.skip("needs a SLURM cluster (scripts/slurm/local_cluster.sh start), none reachable")
+    if "trainer=gpu" in command and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (tests/test_gpu.py runs the same on one)")
     args = shlex.split(command.replace("<run_dir>", str(run_dir)))[1:]
     if args[:2] == ["-m", "src.runs_table"]:
         return _runs_table_runs(args, run_dir, tmp_path)

@@ -65,6 +65,20 @@ def test_resume_expands_to_the_run_overrides_and_directory(tmp_path):
     assert expand_resume_args(["seed=1"]) == ["seed=1"]  # no resume=: untouched
 
 
+def test_a_ddp_rank_rerunning_the_expanded_command_is_not_expanded_again(tmp_path):
+    """Lightning starts DDP ranks with this process's (expanded) arguments plus the run's own
+    `hydra.run.dir` (quoted): that is the same run, not a second `hydra.run.dir=`."""
+    run = write_run(tmp_path / "run", ["model=cnn"])
+    expanded = expand_resume_args([f"resume={run}", "trainer.max_epochs=9"])
+    rank = [*expanded, f'hydra.run.dir="{run}"', "hydra.job.name=train_ddp_process_1"]
+    assert expand_resume_args([*rank, "hydra.output_subdir=null"]) == [
+        *rank,
+        "hydra.output_subdir=null",
+    ]
+    with pytest.raises(ConfigError, match="drop hydra.run.dir"):  # another directory: refused
+        expand_resume_args([*expanded, f"hydra.run.dir={tmp_path / 'other'}"])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -206,6 +220,21 @@ def test_sigkill_after_epoch_k_then_resume_matches_an_uninterrupted_run(tmp_path
     weights = checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
     reference = checkpoint(ref / "checkpoints" / "last.ckpt")["state_dict"]
     assert all(torch.equal(weights[k], reference[k]) for k in reference)
+
+
+@pytest.mark.slow
+def test_resume_of_a_ddp_run_through_the_command_line(tmp_path, cache_dir):
+    """`resume=` of a `trainer=ddp_sim` run: rank 1 reruns the expanded command line (it used to
+    stop with "drop hydra.run.dir" and take the run down with it)."""
+    common = [*FAST, "trainer=ddp_sim", f"paths.cache_dir={cache_dir}", f"paths.log_dir={tmp_path}"]
+    code, out = cli_train([*common, "trainer.max_epochs=1"], tmp_path)
+    assert code == 0, out[-3000:]
+    (run,) = (tmp_path / "train" / "runs").iterdir()
+    code, out = cli_train([f"resume={run}", "trainer.max_epochs=2"], tmp_path)
+    assert code == 0, out[-3000:]
+    assert results(run)["status"] == "completed" and results(run)["resumed_from"]
+    assert [int(r["epoch"]) for r in history(run)] == [0, 1]
+    assert [p.name for p in (tmp_path / "train" / "runs").iterdir()] == [run.name]
 
 
 @pytest.mark.slow

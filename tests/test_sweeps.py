@@ -375,7 +375,9 @@ def test_hparams_searches_are_resumable_and_search_existing_keys(search):
 
 
 def test_launcher_presets_instantiate():
-    for name, cls in (("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher")):
+    presets = {"joblib": "JoblibLauncher", "submitit_local": "LocalLauncher"}
+    presets["gpu_pool"] = "GpuPoolLauncher"  # its sweeps: tests/test_gpu_pool.py
+    for name, cls in presets.items():
         GlobalHydra.instance().clear()
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", [f"hydra/launcher={name}"], return_hydra_config=True)

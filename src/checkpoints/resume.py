@@ -114,6 +114,27 @@ def checkpoint_to_resume(cfg: DictConfig) -> str | None:
     return str(path)
 
 
+def first_step_to_log(path: str | Path | None) -> int:
+    """The first global step a fit resumed from `path` logs at (0 for none: from the start).
+
+    What loggers hold from that step on is replaced by what the resumed fit logs (see
+    src/loggers/continued.py). A checkpoint taken at the end of an epoch, at global step G: the
+    next epoch logs its first values (the learning rate) at step G, so G. One taken within an
+    epoch (`interrupted.ckpt`, `hpc_ckpt_N.ckpt`: the loop's epoch was started, not processed):
+    Lightning continues that epoch without running its start hooks again, so what was logged at
+    step G before the interruption stays, and the fit logs from G + 1.
+    """
+    if path is None:
+        return 0
+    checkpoint = load_checkpoint(path)
+    step = checkpoint.get("global_step", 0)
+    step = int(step) if isinstance(step, int | float) else 0
+    loops = checkpoint.get("loops") or {}
+    progress = loops.get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    within_epoch = progress.get("started", 0) > progress.get("processed", 0)
+    return step + 1 if within_epoch else step
+
+
 def _checked(
     path: Path, cfg: DictConfig, model: torch.nn.Module | None, run_dir: Path | None
 ) -> dict[str, Any]:

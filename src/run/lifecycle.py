@@ -15,6 +15,7 @@
   is `interrupted`, not `failed`: the run waits for its next attempt.
 - Every attempt on one run directory (`resume=`, a requeue) counts: `attempts` and
   `total_wall_time_s` add up what the earlier attempts recorded.
+- A job of `hydra/launcher=gpu_pool` records the GPU it ran on (`gpu`: index, slot, name).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from src.run.gpu_slot import pool_gpu
 from src.run.lock import is_rank_zero, run_dir_lock
 from src.run.record import RESULTS_FILE, RunRecord
 from src.run.summary import log_summary, summary_text
@@ -144,6 +146,9 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
         record.started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
         earlier_attempts, earlier_wall_time = _earlier_attempts(record)
         record.attempts = earlier_attempts + 1
+        gpu = pool_gpu()
+        if gpu is not None:
+            log.info("GPU pool: this job runs on GPU %s (slot %s)", gpu["index"], gpu["slot"])
         t0 = time.perf_counter()
         keep_previous = False
         try:
@@ -173,5 +178,7 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
         finally:
             record.wall_time_s = round(time.perf_counter() - t0, 3)
             record.total_wall_time_s = round(earlier_wall_time + record.wall_time_s, 3)
+            if gpu is not None:
+                record.extra["gpu"] = pool_gpu()  # now with the GPU's name, if the job used it
             _write(record, keep_previous)
     log_summary(summary_text(record))

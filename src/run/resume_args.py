@@ -83,7 +83,12 @@ def expand_resume_args(args: list[str]) -> list[str]:
             f"resume={value} continues one run; it cannot be combined with -m/--multirun. "
             "Allowed: resume one job directory (…/multiruns/<sweep>/<job>) at a time."
         )
-    if any(a.startswith("hydra.run.dir=") for a in args):
+    run_dirs = [a.split("=", 1)[1].strip("'\"") for a in args if a.startswith("hydra.run.dir=")]
+    if run_dirs and "hydra.output_subdir=null" in args and _all_the_same_dir(run_dirs, value):
+        # already expanded: a DDP rank started by Lightning reruns this command line, adding the
+        # run's own hydra.run.dir (src/sweeps/ddp.py, Lightning's `_hydra_subprocess_cmd`)
+        return list(args)
+    if run_dirs:
         raise ConfigError(
             f"resume={value} writes into that run's own directory; drop hydra.run.dir=… "
             "(or drop resume= and pass ckpt_path=<file> to continue into a new directory)."
@@ -100,6 +105,11 @@ def expand_resume_args(args: list[str]) -> list[str]:
         "hydra.output_subdir=null",
     ]
     return [*args[:at], *inherited, *expanded, *args[at + 1 :]]
+
+
+def _all_the_same_dir(paths: list[str], run_dir: str) -> bool:
+    target = Path(run_dir).expanduser().resolve()
+    return all(Path(p).expanduser().resolve() == target for p in paths)
 
 
 def resume_dir(args: list[str]) -> Path | None:

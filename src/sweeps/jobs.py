@@ -46,7 +46,8 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
 
 
 def read_job(job_dir: Path) -> dict[str, Any]:
-    """One job as a flat dict: job, overrides, status, error, wall time, run_dir, every metric."""
+    """One job as a flat dict: job, overrides, status, error, wall time, run_dir, every metric
+    (and `gpu`, `gpu_name` for a job of a GPU pool)."""
     overrides_path = job_dir / OVERRIDES_FILE
     overrides = list(OmegaConf.load(overrides_path)) if overrides_path.is_file() else []
     row: dict[str, Any] = {"job": job_dir.name, "overrides": [str(o) for o in overrides]}
@@ -68,6 +69,11 @@ def read_job(job_dir: Path) -> dict[str, Any]:
         or record.wall_time_s,  # every attempt of a requeued job
         run_dir=record.output_dir or str(job_dir),
     )
+    gpu = record.extra.get("gpu")  # a job of hydra/launcher=gpu_pool: the GPU it ran on
+    if isinstance(gpu, dict) and gpu.get("index") is not None:
+        row["gpu"] = gpu["index"]
+        if gpu.get("name"):
+            row["gpu_name"] = gpu["name"]
     for key, value in (record.metrics or {}).items():
         try:
             row[key] = float(value)  # "nan"/"inf" strings included

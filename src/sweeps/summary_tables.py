@@ -93,7 +93,7 @@ def summarize(
             kind="stable",
         )
         frame = frame.drop(columns="_unfinished")
-    columns = ["job", *swept, "status", *_metric_columns(frame, metric), "wall_time_s"]
+    columns = ["job", *swept, "status", "gpu", *_metric_columns(frame, metric), "wall_time_s"]
     columns += [c for c in frame.columns if c not in columns]  # all other metrics, error, run_dir
     frame = frame[[c for c in columns if c in frame.columns]].reset_index(drop=True)
 

@@ -6,12 +6,15 @@ epoch than with one thread each. `follow_cpu_allocation()` sets torch's thread c
 task's share (`SLURM_CPUS_PER_TASK`, else the node's CPUs over its tasks), and tells joblib
 (`LOKY_MAX_CPU_COUNT`) the same, so `hydra/launcher=joblib` inside an allocation splits those
 CPUs among its workers rather than the node's. Outside SLURM it changes nothing: there the joblib
-launcher already caps each worker at cores / jobs.
+launcher already caps each worker at cores / jobs. A job of `hydra/launcher=gpu_pool` takes the
+share its launcher computed (`GPU_POOL_THREADS`: the cores over the jobs running at once), inside
+SLURM or not.
 """
 
 import os
 import re
 
+from src.run.gpu_slot import ENV_THREADS
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -44,14 +47,18 @@ def allocated_cpus(env: os._Environ | dict[str, str] = os.environ) -> int | None
 
 
 def follow_cpu_allocation() -> int | None:
-    """Inside a SLURM job: torch threads = the task's CPUs (and joblib's core count); return it."""
-    cpus = allocated_cpus()
+    """Inside a SLURM job: torch threads = the task's CPUs (and joblib's core count); return it.
+
+    In a GPU pool's job: the pool's share of the cores instead."""
+    pool_share = _first_int(os.environ.get(ENV_THREADS))
+    cpus = pool_share or allocated_cpus()
     if cpus is None:
         return None
     import torch
 
     if torch.get_num_threads() != cpus:
-        log.info("SLURM gave this task %d CPU(s): torch uses %d thread(s).", cpus, cpus)
+        given = "The GPU pool gave this job" if pool_share else "SLURM gave this task"
+        log.info("%s %d CPU(s): torch uses %d thread(s).", given, cpus, cpus)
         torch.set_num_threads(cpus)
     os.environ.setdefault("LOKY_MAX_CPU_COUNT", str(cpus))
     return cpus
