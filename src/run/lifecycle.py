@@ -38,11 +38,14 @@ def _interruption(exc: BaseException) -> str | None:
     """'Ctrl+C' or 'SIGTERM' when `exc` is how Lightning passes one on, else None.
 
     Lightning turns Ctrl+C during `fit` into `sys.exit(1)` (raised while handling the
-    KeyboardInterrupt) and SIGTERM into `SIGTERMException`, a `SystemExit` with no code.
+    KeyboardInterrupt) and SIGTERM into `SIGTERMException`, a `SystemExit` with no code; a run
+    nested in another (a fold of a cross-validation) passes SIGTERM on as `SystemExit(143)`.
     """
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    if isinstance(exc, SIGTERMException):
+    if isinstance(exc, SIGTERMException) or (
+        isinstance(exc, SystemExit) and isinstance(exc.__cause__, SIGTERMException)
+    ):
         return "SIGTERM"
     if isinstance(exc, KeyboardInterrupt) or (
         isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
