@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import src.utils  # noqa: F401  (registers the config resolvers)
 from src.callbacks.finite_loss import fail_if_diverged
@@ -23,7 +23,7 @@ from src.cv.runner import cross_validate, cross_validation
 from src.loggers.hparams import log_hyperparameters
 from src.run.build import build_trainer
 from src.run.cli import run_entry_point
-from src.run.fit_summary import fit_rows
+from src.run.fit_summary import fit_metrics, fit_rows
 from src.run.lifecycle import open_run
 from src.run.provenance import provenance_summary, write_provenance
 from src.run.record import RunRecord
@@ -61,6 +61,8 @@ def check_inputs(cfg: DictConfig, record: RunRecord) -> None:
     check_init_from(cfg)
     if cfg.get("resume"):  # the config came partly from the run directory's overrides.yaml
         check_targets(cfg, f"resume={cfg.resume}", trusted_targets(cfg))
+    if OmegaConf.select(cfg, "cv.fold") is not None:  # one fold of a cross-validation
+        record.extra["cv"] = {k: cfg.cv[k] for k in ("fold", "folds", "seed")}
 
 
 def train(cfg: DictConfig) -> dict[str, float | str]:
@@ -90,7 +92,7 @@ def train_run(cfg: DictConfig) -> dict[str, float | str]:
         log_hyperparameters(cfg, trainer, model)
 
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        record.add_metrics({k: v for k, v in trainer.callback_metrics.items() if "/" in k})
+        record.add_metrics(fit_metrics(trainer))
         fail_if_diverged(record.metrics, epochs=trainer.current_epoch)
         if cfg.get("test", True):
             record.add_metrics(test_best_checkpoint(trainer, model, datamodule))

@@ -155,7 +155,7 @@ def _summary_rows(summary: CVSummary, metric: str | None) -> list[tuple[str, str
     ]
     folds = summary.folds
     rows.append(("folds", f"{len(summary.completed)} of {len(folds)} completed"))
-    rows += [("failed fold", f"{f.index}: {f.error}") for f in summary.unfinished]
+    rows += [(f"fold {f.index}", f"{f.status}: {f.error or 'not run'}") for f in summary.unfinished]
     rows += [(f"cv {name}", show_path(path)) for name, path in summary.files.items()]
     return rows
 
@@ -194,7 +194,10 @@ def cross_validate(
         }
         record.summary_rows = _summary_rows(summary, metric)
         if summary.unfinished:
-            failed = "; ".join(f"fold {f.index} {f.status}: {f.error}" for f in summary.unfinished)
+            failed = "; ".join(
+                f"fold {f.index} {f.status}: {f.error}" if f.error else f"fold {f.index} not run"
+                for f in summary.unfinished
+            )
             raise FoldsFailedError(
                 f"Cross-validation: {len(summary.unfinished)} of {folds} folds did not complete "
                 f"({failed}). cv_summary.md covers the {len(summary.completed)} completed. "

@@ -13,7 +13,6 @@ attempt and folds run now are summarized alike.
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,8 +105,9 @@ def summarize(folds: list[Fold], optimized_metric: str | None = None) -> CVSumma
     mean, std = {}, {}
     for name in names:
         values = [f.metrics.get(name, math.nan) for f in done]
-        mean[name] = statistics.fmean(values)
-        std[name] = statistics.stdev(values) if len(values) > 1 else math.nan
+        mean[name] = math.fsum(values) / len(values)
+        spread = math.fsum((v - mean[name]) ** 2 for v in values)
+        std[name] = math.sqrt(spread / (len(values) - 1)) if len(values) > 1 else math.nan
     return CVSummary(folds, mean, std)
 
 
@@ -171,7 +171,7 @@ def to_markdown(summary: CVSummary, title: str) -> str:
     if summary.unfinished:
         text += ["", "Not completed:", ""]
         text += [
-            f"- fold {f.index} ({f.status}): {' '.join((f.error or 'no results.json').split())}"
+            f"- fold {f.index} ({f.status}): {' '.join((f.error or 'not run').split())}"
             f" ({f.run_dir.name}/)"
             for f in summary.unfinished
         ]
