@@ -63,6 +63,28 @@ def test_folds_partition_the_training_split_and_leave_test_alone(make_cfg, data,
     assert max(sizes) - min(sizes) <= 1
 
 
+@pytest.mark.parametrize("layout", ["one-folder", "split-folders"])
+def test_image_folder_folds_use_train_and_val_images_and_keep_test(tmp_path, layout):
+    from tests.test_own_data import image_dm, write_images
+
+    root = tmp_path / "imgs"
+    if layout == "one-folder":
+        write_images(root, per_class=10)
+    else:
+        for split, n in (("train", 8), ("val", 2), ("test", 3)):
+            write_images(root / split, per_class=n)
+    plain = image_dm(root, tmp_path / "cache")
+    pool = rows(plain.splits["train"]) + rows(plain.splits["val"])
+    covered: Counter = Counter()
+    for k in range(3):
+        dm = image_dm(root, tmp_path / "cache", fold=k, folds=3, fold_seed=5)
+        assert "val" in dm.splits and rows(dm.splits["train"]) + rows(dm.splits["val"]) == pool
+        test, plain_test = dm.splits["test"], plain.splits["test"]
+        assert all(torch.equal(a, b) for a, b in zip(test, plain_test, strict=True))
+        covered += rows(dm.splits["val"])
+    assert covered == pool
+
+
 def test_folds_are_stratified_and_fixed_by_the_seed(make_cfg):
     def val_targets(seed: int) -> list[list[int]]:
         return [
@@ -285,12 +307,19 @@ def test_bad_value_through_the_command_line_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_cross_validation_under_ddp_runs_every_fold_on_every_rank(tmp_path, cache_dir):
+    """Two CPU ranks run folds 0 and 1 one after the other (each fit needs both); fold 2 fails on
+    cue: the loop ends there and the run exits, naming it, with no rank left behind."""
     run = tmp_path / "run"
-    args = [*ONE_EPOCH, "trainer=ddp_sim", "cv.folds=2", f"paths.cache_dir={cache_dir}"]
-    code, out = cli_train([*args, f"hydra.run.dir={run}"], tmp_path)
-    assert code == 0, out[-3000:]
-    assert results(run)["status"] == "completed"
-    assert [results(run / f"fold_{k}")["status"] for k in range(2)] == ["completed"] * 2
+    args = [*ONE_EPOCH, "trainer=ddp_sim", "cv.folds=3", f"paths.cache_dir={cache_dir}"]
+    code, out = cli_train(
+        [*args, *fault("RaiseAt", epoch=0, fold=2), f"hydra.run.dir={run}"], tmp_path
+    )
+    assert code == 1, out[-3000:]
+    assert "fold 2 failed: RuntimeError: injected failure" in out
+    statuses = [results(run / f"fold_{k}")["status"] for k in range(3)]
+    assert statuses == ["completed", "completed", "failed"]
+    parent = results(run)
+    assert parent["status"] == "failed" and parent["cv"]["completed"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no stray rank directories
 
 

@@ -125,7 +125,11 @@ class ImageFolderDataModule(InMemoryDataModule):
             carved[split], carved["train"] = carved["train"][:n], carved["train"][n:]
         samples = []
         for split in SPLIT_FOLDERS:
-            chosen = [pool[i] for i in sorted(carved[split])] if split in carved else files[split]
+            chosen = (
+                [pool[i] for i in sorted(carved[split])]
+                if split in carved
+                else files.get(split, [])
+            )
             for sample in chosen:
                 sample.split = split
             samples += chosen
