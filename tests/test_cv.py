@@ -188,6 +188,37 @@ def test_rerun_finishes_only_the_folds_not_done(tmp_path, cache_dir):
     assert results(out / "fold_1")["resumed_from"].endswith("last.ckpt")
 
 
+def test_a_rerun_with_other_folds_or_seed_is_refused(cv_run, cache_dir):
+    """Completed folds of one split are never averaged with folds of another."""
+    out, _ = cv_run
+
+    def files() -> dict[Path, int]:  # the lock file records its holders; the run is the rest
+        return {
+            p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".lock"
+        }
+
+    before = files()
+    for changed, shown in (
+        ("cv.folds=2", "cv.folds=2 cv.seed=42, but"),
+        ("cv.seed=1", "cv.seed=1"),
+    ):
+        cfg = compose_config("train", out, [*ONE_EPOCH, "cv.folds=3", changed], cache_dir)
+        with pytest.raises(ConfigError, match="is a fold of cv.folds=3 cv.seed=42") as info:
+            train(cfg)
+        assert shown in str(info.value)
+    assert files() == before  # rejected before training: the run is left as it was
+
+
+def test_a_crafted_fold_results_file_is_run_again_not_trusted(tmp_path, cache_dir):
+    out = tmp_path / "run"
+    first = train(compose_config("train", out, [*ONE_EPOCH, "cv.folds=2"], cache_dir))
+    (out / "fold_0" / "results.json").write_text('{"status": "completed", "metrics": "x"}')
+    again = train(compose_config("train", out, [*ONE_EPOCH, "cv.folds=2"], cache_dir))
+    assert (
+        again == first and results(out / "fold_0")["metrics"] == results(out / "fold_0")["metrics"]
+    )
+
+
 def test_a_failed_fold_is_recorded_and_the_others_still_run(make_cfg):
     cfg = make_cfg("train", [*ONE_EPOCH, "cv.folds=3", *fault("RaiseAt", epoch=0, fold=1)])
     with pytest.raises(FoldsFailedError, match="1 of 3 folds did not complete") as info:

@@ -49,7 +49,7 @@ from src.run.summary import show_path
 from src.run.validate import fetch_data_first
 from src.sweeps.job import require_optimized_metric
 from src.utils.atomic import atomic_write_text
-from src.utils.errors import TemplateError
+from src.utils.errors import ConfigError, TemplateError
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -88,6 +88,27 @@ def check_folds_fit_the_data(cfg: DictConfig) -> None:
     datamodule = instantiate(fold_config(cfg, 0).data, _convert_="all")
     fetch_data_first(datamodule)
     datamodule.setup("fit")
+
+
+def check_folds_on_disk(cfg: DictConfig) -> None:
+    """A re-run (`resume=`) must split the data as the folds already there were split: the same
+    `cv.folds` and `cv.seed`, or completed folds of one split would be averaged with another's."""
+    run_dir, folds, seed = Path(cfg.paths.output_dir), cfg.cv.folds, cfg.cv.seed
+    for path in sorted(run_dir.glob("fold_*/config.yaml")):
+        try:
+            saved = OmegaConf.to_container(OmegaConf.load(path))
+        except Exception:  # unreadable: its results.json decides (a fold without one runs again)
+            continue
+        stored = saved.get("cv") if isinstance(saved, dict) else None
+        if not isinstance(stored, dict):
+            continue
+        if (stored.get("folds"), stored.get("seed")) != (folds, seed):
+            raise ConfigError(
+                f"cv.folds={folds} cv.seed={seed}, but {path.parent} is a fold of cv.folds="
+                f"{stored.get('folds')} cv.seed={stored.get('seed')}: its folds would not match. "
+                f"Allowed: cv.folds={stored.get('folds')} cv.seed={stored.get('seed')} for this run "
+                "directory, or a new run."
+            )
 
 
 def _write_fold_overrides(run_dir: Path, index: int) -> None:
@@ -169,6 +190,7 @@ def cross_validate(
     with open_run("train", cfg) as record:
         check_inputs(cfg, record)
         check_resume_dir(cfg)
+        check_folds_on_disk(cfg)
         check_folds_fit_the_data(cfg)
         record.extra["provenance"] = provenance_summary(write_provenance(run_dir))
         save_resolved_config(cfg, run_dir)

@@ -60,14 +60,16 @@ def read_fold(run_dir: str | Path, index: int) -> Fold:
         return Fold(index, where)
     except (OSError, ValueError) as err:
         return Fold(index, where, "unreadable", error=f"results.json unreadable: {err}")
-    error = record.error
+    error, metrics, wall = record.error, record.metrics or {}, record.wall_time_s
+    if not isinstance(metrics, dict) or not isinstance(record.status, str):
+        return Fold(index, where, "unreadable", error="results.json: not as src/train.py writes it")
     return Fold(
         index,
         where,
         record.status,
-        {k: _number(v) for k, v in (record.metrics or {}).items()},
-        record.wall_time_s,
-        f"{error.get('type')}: {error.get('message')}" if error else None,
+        {str(k): _number(v) for k, v in metrics.items()},
+        float(wall) if isinstance(wall, int | float) and not isinstance(wall, bool) else None,
+        f"{error.get('type')}: {error.get('message')}" if isinstance(error, dict) else None,
     )
 
 
