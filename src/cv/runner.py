@@ -162,8 +162,18 @@ def _run_fold(cfg: DictConfig, index: int, train_run: Task) -> Fold:
         except Exception as exc:
             if getattr(exc, "before_training", False):
                 raise  # the inputs are wrong: every fold would fail the same way
-            log.error("Fold %d failed: %s: %s", index, type(exc).__name__, exc, exc_info=True)
+            trace = not isinstance(exc, TemplateError)  # ours say it all in one line
+            log.error("Fold %d failed: %s: %s", index, type(exc).__name__, exc, exc_info=trace)
             fold = Fold(index, where, "failed", error=f"{type(exc).__name__}: {exc}")
+        except BaseException:  # Ctrl+C, SIGTERM: the whole cross-validation stops here
+            run_dir = show_path(cfg.paths.output_dir)
+            log.warning(
+                "Cross-validation stopped in fold %d: continue every fold not completed with "
+                "`python src/train.py resume=%s`.",
+                index,
+                run_dir,
+            )
+            raise
         else:
             fold = Fold(index, where, "completed", {k: float(v) for k, v in metrics.items()})
     return read_fold(cfg.paths.output_dir, index) if is_rank_zero() else fold
