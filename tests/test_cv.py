@@ -8,6 +8,7 @@ import json
 import math
 import signal
 import statistics
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -235,6 +236,42 @@ def test_a_failed_fold_is_recorded_and_the_others_still_run(make_cfg):
     assert parent["metrics"]["test/acc"] == pytest.approx(statistics.fmean(done))
     markdown = (out / "cv_summary.md").read_text()
     assert "2 of 3 completed" in markdown and "fold 1 (failed): RuntimeError" in markdown
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.5 MB tmpfs (root can mount one); skipped where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mount)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_the_folds_in_one_line_and_resume_finishes(small_disk, cache_dir):
+    """A checkpoint is ~300 KB: fold 0 fits, fold 1 does not. The folds stop there (any later
+    fold would fail the same way) with the fold's own message; freed, resume finishes."""
+    from src.utils.errors import DiskFullError
+
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * 400_000)
+    out = small_disk / "run"
+    overrides = [*ONE_EPOCH, "trainer.max_epochs=2", "cv.folds=3", "~callbacks.history"]
+    with pytest.raises(DiskFullError, match="No space left on device while writing") as info:
+        train(compose_config("train", out, overrides, cache_dir))
+    assert "/fold_1/checkpoints/" in str(info.value)  # the fold's file, not the run's
+    assert results(out / "fold_0")["status"] == "completed"
+    assert results(out / "fold_1")["error"]["type"] == "DiskFullError"
+    assert not (out / "fold_2").exists()  # stopped: the next fold never started
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    filler.unlink()  # and a larger disk: three folds' checkpoints need ~2 MB
+    subprocess.run(["mount", "-o", "remount,size=4000k", str(small_disk)], check=True)
+    metrics = train(compose_config("train", out, overrides, cache_dir))
+    assert results(out)["status"] == "completed" and "test/acc" in metrics
 
 
 def test_regression_cross_validation(make_cfg):

@@ -19,7 +19,7 @@ parallel jobs of a sweep instead (the sweep summary then averages them, `summary
 - A fold that fails (an exception, a NaN loss) is recorded failed in its own results.json; the
   other folds still run, the summary covers the completed ones, and the cross-validation ends
   failed, naming the failed folds (a sweep records the job failed). An error in the inputs
-  (raised before training) or an interruption (Ctrl+C, SIGTERM) stops at once.
+  (raised before training), a full disk or an interruption (Ctrl+C, SIGTERM) stops at once.
 - Under DDP every rank runs the same loop: the folds to run are read from disk by every rank before
   the first fold starts (none can complete before all ranks have joined its fit), only rank 0
   writes, and a failed fold ends the loop (Lightning stops the other ranks when a fit fails).
@@ -49,7 +49,7 @@ from src.run.summary import show_path
 from src.run.validate import fetch_data_first
 from src.sweeps.job import require_optimized_metric
 from src.utils.atomic import atomic_write_text
-from src.utils.errors import ConfigError, TemplateError
+from src.utils.errors import ConfigError, DiskFullError, TemplateError
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -160,8 +160,8 @@ def _run_fold(cfg: DictConfig, index: int, train_run: Task) -> Fold:
         try:
             metrics = train_run(fold_cfg)
         except Exception as exc:
-            if getattr(exc, "before_training", False):
-                raise  # the inputs are wrong: every fold would fail the same way
+            if getattr(exc, "before_training", False) or isinstance(exc, DiskFullError):
+                raise  # the inputs are wrong, or the disk is full: every fold would fail so
             trace = not isinstance(exc, TemplateError)  # ours say it all in one line
             log.error("Fold %d failed: %s: %s", index, type(exc).__name__, exc, exc_info=trace)
             fold = Fold(index, where, "failed", error=f"{type(exc).__name__}: {exc}")

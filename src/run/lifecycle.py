@@ -130,8 +130,10 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             record.add_metrics(getattr(exc, "run_metrics", {}))
             record.extra.update(getattr(exc, "run_record", {}))
             full = _disk_full(exc)
-            if full is not None:
-                error = _disk_full_error(full, output_dir)
+            if full is not None:  # a nested run's (a fold's) own message names its checkpoint
+                error = (
+                    exc if isinstance(exc, DiskFullError) else _disk_full_error(full, output_dir)
+                )
                 record.error = _error_info(error, None)
                 raise error from None
             record.error = _error_info(exc, interruption)
