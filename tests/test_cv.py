@@ -143,6 +143,15 @@ def test_each_fold_is_a_complete_run(cv_run):
         assert (stored["data"]["fold"], stored["data"]["folds"]) == (k, 3)
 
 
+def test_a_fold_checkpoint_evaluates_to_its_test_metrics(cv_run, make_cfg):
+    from src.eval import evaluate
+
+    out, _ = cv_run
+    fold = results(out / "fold_2")
+    cfg = make_cfg("eval", [f"ckpt_path={fold['best_model_path']}", "extras.print_config=false"])
+    assert evaluate(cfg)["test/acc"] == fold["metrics"]["test/acc"]
+
+
 def test_summary_and_results_hold_the_mean_and_std_of_the_folds(cv_run):
     out, metrics = cv_run
     folds = [results(out / f"fold_{k}")["metrics"] for k in range(3)]
