@@ -17,7 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 import src.utils  # noqa: F401  (registers the config resolvers)
 from src.callbacks.finite_loss import fail_if_diverged
 from src.checkpoints.init_from import check_init_from, load_initial_weights
-from src.checkpoints.resume import best_checkpoint, checkpoint_to_resume, checkpoints_in_run
+from src.checkpoints.resume import (
+    best_checkpoint,
+    checkpoint_to_resume,
+    checkpoints_in_run,
+    remove_requeue_checkpoints,
+)
 from src.checkpoints.target_policy import check_targets, trusted_targets
 from src.cv.runner import cross_validate, cross_validation
 from src.loggers.hparams import log_hyperparameters
@@ -94,6 +99,8 @@ def train_run(cfg: DictConfig) -> dict[str, float | str]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         record.add_metrics(fit_metrics(trainer))
         fail_if_diverged(record.metrics, epochs=trainer.current_epoch)
+        if trainer.is_global_zero:
+            remove_requeue_checkpoints(record.output_dir)
         if cfg.get("test", True):
             record.add_metrics(test_best_checkpoint(trainer, model, datamodule))
         record_checkpoints(record, trainer)

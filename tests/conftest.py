@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -23,8 +25,10 @@ def make_cfg(tmp_path, cache_dir):
 
 @pytest.fixture(autouse=True)
 def _few_threads():
-    """Tests run on 2-core CI machines: keep torch from oversubscribing them."""
+    """Tests run on 2-core CI machines: keep torch from oversubscribing them (with `-n N`, each of
+    the N workers gets its share of the cores)."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(min(previous, 2))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(previous, 2, (os.cpu_count() or 1) // workers)))
     yield
     torch.set_num_threads(previous)

@@ -71,3 +71,17 @@ class InfWeightAt(_AtBatch):
         if self._due(trainer, batch_idx):
             with torch.no_grad():
                 next(pl_module.parameters()).view(-1)[0] = math.inf
+
+
+class SubmititRequeueAt(_AtBatch):
+    """Ends the process as submitit does after it requeued a job on SLURM's time-limit signal:
+    `sys.exit(-1)` from submitit's own signal handler (the job waits for its next attempt)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._due(trainer, batch_idx):
+            from submitit.core import logger
+            from submitit.core.job_environment import SignalHandler
+
+            handler = SignalHandler.__new__(SignalHandler)  # what submitit built at job start
+            handler._logger = logger.get_logger()
+            handler._exit()

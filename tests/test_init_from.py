@@ -260,6 +260,7 @@ def test_bad_init_from_fails_in_one_line_before_training(
     )
 
 
+@pytest.mark.slow  # a new Python process (~7 s): the one-line error of the command line
 def test_missing_init_from_on_the_command_line_is_one_line(tmp_path):
     result = run_cli(
         ["src/train.py", f"init_from={tmp_path}/nope.ckpt", f"paths.log_dir={tmp_path}"]

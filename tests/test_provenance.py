@@ -174,6 +174,7 @@ def test_provenance_is_cheap(tmp_path):
 
 
 # ---- through train(cfg) --------------------------------------------------------------------------
+@pytest.mark.slow  # imports MLflow and W&B (~4 s)
 def test_tags_reach_results_and_every_logger(tmp_path, cache_dir):
     out = tmp_path / "run"
     overrides = [*FAST, "trainer.max_epochs=1", "logger=many", "tags=[baseline,cnn,7]"]
@@ -228,6 +229,7 @@ def test_bad_tags_fail_before_training(make_cfg, tags, bad):
     )
 
 
+@pytest.mark.slow  # a new Python process (~7 s): the one-line error of the command line
 def test_bad_tags_on_the_command_line_are_one_line(tmp_path):
     result = run_cli(["src/train.py", "tags=baseline", f"paths.log_dir={tmp_path}"])
     assert result.returncode == 1

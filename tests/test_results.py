@@ -289,6 +289,7 @@ def _readme_snippet() -> str:
     return snippet
 
 
+@pytest.mark.slow  # a fresh Python that imports torch (~3 s)
 def test_readme_snippet_uses_net_pt_with_torch_alone(exported):
     """The README's 5 lines run in a fresh Python that never imports Lightning."""
     _, out = exported

@@ -272,9 +272,34 @@ def test_slurm_preemption_requeues_and_the_requeued_job_resumes(tmp_path, slurm_
     assert slurm_job.read_text().split() == ["requeue", "4242"]
     assert checkpoint(run / "hpc_ckpt_1.ckpt")["global_step"] == STEPS_PER_EPOCH + 3
 
+    first = results(run)
+    assert first["status"] == "failed" and first["attempts"] == 1
+
     train(compose_config("train", run, command))  # the requeued job: same command, same directory
-    assert results(run)["resumed_from"] == str(run / "hpc_ckpt_1.ckpt")
+    done = results(run)
+    assert done["resumed_from"] == str(run / "hpc_ckpt_1.ckpt")
     assert [int(r["epoch"]) for r in history(run)] == [0, 1]
+    assert not list(run.glob("hpc_ckpt_*.ckpt"))  # removed once the fit completed
+    assert done["attempts"] == 2
+    assert done["total_wall_time_s"] == pytest.approx(first["wall_time_s"] + done["wall_time_s"])
+
+
+def test_a_submitit_requeue_is_interrupted_and_attempts_add_up(tmp_path):
+    """submitit requeues a job on SLURM's time-limit signal, then exits -1: the run is waiting
+    for its next attempt (`interrupted`, not `failed`); the next attempt counts as the second."""
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        train(compose_config("train", run, [*FAST, *fault("SubmititRequeueAt", epoch=1, batch=3)]))
+    assert info.value.code == -1  # what submitit needs to see
+    first = results(run)
+    assert first["status"] == "interrupted" and first["attempts"] == 1
+    assert "SLURM" in first["error"]["message"]
+    assert (run / "checkpoints" / "interrupted.ckpt").is_file()
+
+    train(compose_config("train", run, FAST))  # the requeued job: same command, same directory
+    done = results(run)
+    assert done["status"] == "completed" and done["attempts"] == 2
+    assert done["total_wall_time_s"] == pytest.approx(first["wall_time_s"] + done["wall_time_s"])
 
 
 def test_sweep_job_directories_survive_the_launcher_copying_the_config(tmp_path):

@@ -224,6 +224,74 @@ def test_a_requeued_job_ends_as_if_it_had_never_stopped(cluster, tmp_path):
 
 @pytest.mark.slurm
 @pytest.mark.slow
+def test_a_job_at_its_time_limit_is_interrupted_then_requeued_and_completes(cluster, tmp_path):
+    """`--time=2` with the signal 60 s before it: the job holds after epoch 2 until the signal;
+    submitit requeues it. Until the restart its results.json says `interrupted`; the restarted
+    attempt continues the same run to the end: 2 attempts, their wall times added up."""
+    flag = tmp_path / "paused"
+    args = [
+        "hydra/launcher=slurm_cpu",
+        "hydra.launcher.timeout_min=2",
+        "hydra.launcher.signal_delay_s=60",
+        "trainer.max_epochs=4",
+        "callbacks.early_stopping=null",
+    ]
+    proc = start_sweep([*args, *pause(flag, epoch="2")], tmp_path)
+    wait_until(flag.is_file, 240, "the job to pause after epoch 2")
+    run = sweep_dir(tmp_path) / "0"
+
+    def waiting_for_restart() -> dict | None:
+        record = results(run) if (run / "results.json").is_file() else {}
+        return record if record.get("status") == "interrupted" else None
+
+    waiting = wait_until(waiting_for_restart, 120, "results.json to say interrupted", poll=0.1)
+    assert "SLURM" in waiting["error"]["message"] and waiting["attempts"] == 1
+    out = finish(proc)
+    done = results(run)
+    assert done["status"] == "completed" and done["resumed_from"], done
+    assert done["attempts"] >= 2  # a slow restart may meet the time limit once more
+    assert done["total_wall_time_s"] > waiting["wall_time_s"] + done["wall_time_s"] - 0.01
+    assert epochs_done(run) == 4
+    assert not list(run.glob("hpc_ckpt_*.ckpt"))
+    assert not (run / "checkpoints" / "interrupted.ckpt").exists()
+    assert "failed" not in out.split("Sweep summary")[-1].splitlines()[0]
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_ddp_job_at_its_time_limit_is_requeued_and_no_rank_calls_it_failed(cluster, tmp_path):
+    """2 srun tasks; the time-limit signal reaches rank 0 (submitit requeues, then leaves) while
+    rank 1 waits for it: rank 1's error is no verdict, the job is interrupted, then completes."""
+    flag = tmp_path / "paused"
+    args = [
+        "hydra/launcher=slurm_cpu",
+        "hydra.launcher.tasks_per_node=2",
+        "trainer=ddp_sim",
+        "hydra.launcher.timeout_min=2",
+        "hydra.launcher.signal_delay_s=60",
+        "trainer.max_epochs=4",
+        "callbacks.early_stopping=null",
+    ]
+    proc = start_sweep([*args, *pause(flag, epoch="2")], tmp_path)
+    wait_until(flag.is_file, 240, "rank 0 to pause after epoch 2")
+    run = sweep_dir(tmp_path) / "0"
+    interrupted = wait_until(
+        lambda: (run / "results.json").is_file() and results(run)["status"] == "interrupted",
+        150,
+        "results.json to say interrupted",
+    )
+    assert interrupted
+    out = finish(proc)
+    done = results(run)
+    assert done["status"] == "completed" and done["attempts"] >= 2, done
+    assert epochs_done(run) == 4
+    logs = "".join(p.read_text() for p in (sweep_dir(tmp_path) / ".submitit").glob("*/*_log.*"))
+    assert "failed, the sweep goes on" not in logs + out
+    assert "Sweep summary (1 jobs: 1 completed)" in out
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_train_sbatch_requeued_continues_its_own_run(cluster, tmp_path):
     """Two train.sbatch jobs, the same but for a pause; one is requeued while it waits after
     epoch 2 and ends exactly as the other."""

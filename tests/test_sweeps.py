@@ -7,6 +7,7 @@ also tested in-process, in well under a second each.
 """
 
 import json
+import math
 import os
 import subprocess
 from itertools import product
@@ -336,6 +337,27 @@ def test_ddp_ranks_of_a_multirun_job_rerun_that_job_only(multirun_job, tmp_path)
     assert "-m" not in args and "hydra.mode=MULTIRUN" not in args and args[-1] == "hydra.mode=RUN"
     assert {"trainer=ddp_sim", "optimizer.lr=0.01", "hydra/launcher=basic"} <= set(args)
     assert f'hydra.run.dir="{tmp_path / "sweep" / "1"}"' in args
+
+
+@pytest.mark.parametrize(
+    ("rank", "verdict"), [("0", "failed, the sweep goes on"), ("1", "Rank stopped")]
+)
+def test_only_rank_zero_calls_a_multirun_job_failed(
+    multirun_job, monkeypatch, caplog, rank, verdict
+):
+    """A rank > 0 sees rank 0 leave (a requeue, a time limit) as an error of its own: no verdict."""
+    from src.sweeps.job import run_job
+
+    def task(cfg):
+        raise RuntimeError("Connection closed by peer")
+
+    monkeypatch.setattr("src.sweeps.job.in_multirun", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", rank)
+    monkeypatch.setenv("RANK", rank)
+    assert math.isnan(run_job(task, multirun_job, script="src/train.py"))
+    assert verdict in caplog.text and "Connection closed by peer" in caplog.text
+    if rank != "0":
+        assert "failed" not in caplog.text
 
 
 @pytest.mark.parametrize("search", ["digits_optuna", "mnist_optuna"])

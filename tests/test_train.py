@@ -90,7 +90,15 @@ def test_resume_from_last_checkpoint_continues_training(trained_run, make_cfg):
 @pytest.mark.parametrize("model", ["cnn", "resnet"])
 def test_other_models_train(make_cfg, model):
     cfg = make_cfg(
-        "train", [*FAST, f"model={model}", "trainer.max_epochs=1", "trainer.limit_train_batches=3"]
+        "train",
+        [
+            *FAST,
+            f"model={model}",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+            "trainer.limit_val_batches=2",
+            "trainer.limit_test_batches=2",
+        ],
     )
     metrics = train(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0

@@ -21,6 +21,7 @@ from src.eval import evaluate
 from src.export import export
 from src.predict import predict
 from src.run.lock import LOCK_FILE
+from src.run.resume_args import expand_resume_args
 from src.train import train
 from src.utils.atomic import atomic_open, atomic_write_bytes
 from src.utils.errors import CheckpointError, ConfigError, RunDirLockedError, UntrustedTargetError
@@ -184,6 +185,29 @@ def write_run_dir(run: Path, overrides: list[str]) -> Path:
     ],
 )
 def test_resume_refuses_a_run_directory_that_names_foreign_code(tmp_path, stored, expected):
+    """In-process: the resume expansion and the task, as `python src/train.py resume=` runs them."""
+    marker = tmp_path / "created-by-the-run-dir"
+    run = write_run_dir(tmp_path / "run", [o.format(marker=marker) for o in stored])
+    before = sorted(p.name for p in run.rglob("*"))
+    with pytest.raises((UntrustedTargetError, ConfigError)) as refused:
+        args = expand_resume_args([f"resume={run}", *FAST[:2]])
+        train(compose_config("train", run, args))
+    assert expected in str(refused.value)
+    assert not marker.exists()
+    assert (
+        sorted(p.name for p in run.rglob("*") if p.name not in (LOCK_FILE, "train.log")) == before
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (["+callbacks.x._target_=builtins.open", "+callbacks.x.file={marker}"], "'builtins.open'"),
+        (["+hydra.callbacks.x._target_=builtins.open"], "never Hydra's own settings"),
+    ],
+)
+def test_resume_refuses_foreign_code_on_the_command_line_in_one_line(tmp_path, stored, expected):
     marker = tmp_path / "created-by-the-run-dir"
     run = write_run_dir(tmp_path / "run", [o.format(marker=marker) for o in stored])
     before = sorted(p.name for p in run.rglob("*"))

@@ -42,6 +42,21 @@ def checkpoints_in_run(run_dir: str | Path, include_best: bool = False) -> list[
     return newest + sorted(best, key=lambda p: p.stat().st_mtime_ns, reverse=True)
 
 
+def remove_requeue_checkpoints(run_dir: str | Path) -> list[Path]:
+    """After a completed fit, delete the `hpc_ckpt_N.ckpt` of a SLURM requeue; return them.
+
+    Lightning saves one on its SLURM signal and loads it on restart, but never deletes it: left
+    behind it costs a checkpoint's disk and looks like the run's state. (`interrupted.ckpt` is
+    deleted by Lightning's own OnExceptionCheckpoint once the fit completes.)
+    """
+    leftovers = sorted(Path(run_dir).glob("hpc_ckpt_*.ckpt"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        log.info("Fit completed: removed %s.", ", ".join(p.name for p in leftovers))
+    return leftovers
+
+
 def newest_whole_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest checkpoint of `run_dir` that is a complete zip (what a failed write spares)."""
     return next(

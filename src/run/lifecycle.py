@@ -11,6 +11,10 @@
 - After SIGTERM the process exits 143 (128 + SIGTERM), not the 0 of Lightning's bare `SystemExit`,
   so a scheduler or shell sees that the run did not finish.
 - A full disk ends in one line naming the file and the newest checkpoint that is still whole.
+- A SLURM time limit or pre-emption handled by submitit (it requeues the job, then `sys.exit(-1)`)
+  is `interrupted`, not `failed`: the run waits for its next attempt.
+- Every attempt on one run directory (`resume=`, a requeue) counts: `attempts` and
+  `total_wall_time_s` add up what the earlier attempts recorded.
 """
 
 from __future__ import annotations
@@ -51,7 +55,36 @@ def _interruption(exc: BaseException) -> str | None:
         isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
     ):
         return "Ctrl+C"
+    if _requeued_by_submitit(exc):
+        return "SLURM (time limit or pre-emption; the job is requeued)"
     return None
+
+
+def _requeued_by_submitit(exc: BaseException) -> bool:
+    """`exc` is the `sys.exit(-1)` submitit raises after it requeued the job on its signal.
+
+    Recognised by where it was raised (submitit's signal handler), not by the exit code alone.
+    """
+    if not isinstance(exc, SystemExit) or exc.code != -1:
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "submitit" in Path(tb.tb_frame.f_code.co_filename).parts
+
+
+def _earlier_attempts(record: RunRecord) -> tuple[int, float]:
+    """Attempts and wall time the run directory's results.json recorded before this attempt."""
+    if not record.path.is_file():
+        return 0, 0.0
+    try:
+        previous = RunRecord.read(record.path)
+        attempts = int(previous.attempts or 1)
+        total = float(previous.total_wall_time_s or previous.wall_time_s or 0.0)
+    except (OSError, ValueError, TypeError) as err:
+        log.warning("Earlier attempts not counted: %s is unreadable (%s).", record.path, err)
+        return 0, 0.0
+    return attempts, total
 
 
 def _disk_full(exc: BaseException) -> OSError | None:
@@ -112,6 +145,8 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
     with run_dir_lock(output_dir):
         record = RunRecord(task=task, output_dir=str(output_dir), best_model_path=model_path)
         record.started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
+        earlier_attempts, earlier_wall_time = _earlier_attempts(record)
+        record.attempts = earlier_attempts + 1
         t0 = time.perf_counter()
         keep_previous = False
         try:
@@ -142,5 +177,6 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             raise
         finally:
             record.wall_time_s = round(time.perf_counter() - t0, 3)
+            record.total_wall_time_s = round(earlier_wall_time + record.wall_time_s, 3)
             _write(record, keep_previous)
     log_summary(summary_text(record))

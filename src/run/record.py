@@ -32,6 +32,9 @@ class RunRecord:
     best_model_path: str | None = None
     last_model_path: str | None = None
     wall_time_s: float | None = None
+    #: attempts on this run directory (a resume or requeue is one more) and their summed wall time
+    attempts: int = 1
+    total_wall_time_s: float | None = None
     started_at: str | None = None
     error: dict[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)

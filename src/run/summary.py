@@ -72,6 +72,8 @@ def summary_text(record: RunRecord) -> str:
     """The task's rows framed by the title line and the files every run writes."""
     out = Path(record.output_dir)
     wall = f" in {record.wall_time_s:.1f} s" if record.wall_time_s is not None else ""
+    if record.attempts > 1 and record.total_wall_time_s is not None:
+        wall += f" (attempt {record.attempts}, {record.total_wall_time_s:.1f} s in all)"
     model = record.best_model_path if record.task != "train" else None
     rows = [
         ("checkpoint", show_path(model) if model else ""),

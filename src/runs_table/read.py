@@ -159,7 +159,7 @@ def _fill_from_results(run: Run, results: dict[str, Any]) -> None:
     run.status = _text(results.get("status")) or "unknown"
     run.task = _text(results.get("task"))
     run.started_at = _text(results.get("started_at"))
-    wall = results.get("wall_time_s")
+    wall = results.get("total_wall_time_s", results.get("wall_time_s"))  # all attempts
     run.wall_time_s = (
         float(wall) if isinstance(wall, int | float) and not isinstance(wall, bool) else None
     )

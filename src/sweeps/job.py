@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from src.run.lock import is_rank_zero
 from src.sweeps.ddp import ranks_join_this_job
 from src.sweeps.threads import follow_cpu_allocation
 from src.utils.errors import MetricNotProducedError
@@ -83,6 +84,10 @@ def run_job(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
     except Exception as exc:
         if _pruned(exc):  # the sweeper stores the trial PRUNED (src/callbacks/optuna_pruning.py)
             raise
+        if not is_rank_zero():  # rank 0 records how the job ended; a rank > 0 often only sees
+            # rank 0 leave (a requeue, a time limit): its error is no verdict on the job
+            log.warning("Rank stopped: %s: %s", type(exc).__name__, exc)
+            return math.nan
         hydra_cfg = HydraConfig.get()
         log.error(
             "Job #%s (%s) failed, the sweep goes on (its results.json has the error): %s: %s",

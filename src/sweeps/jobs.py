@@ -64,7 +64,8 @@ def read_job(job_dir: Path) -> dict[str, Any]:
     row.update(
         status=record.status,
         error=f"{error.get('type')}: {error.get('message')}" if error else None,
-        wall_time_s=record.wall_time_s,
+        wall_time_s=record.total_wall_time_s
+        or record.wall_time_s,  # every attempt of a requeued job
         run_dir=record.output_dir or str(job_dir),
     )
     for key, value in (record.metrics or {}).items():
