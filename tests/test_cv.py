@@ -21,6 +21,7 @@ from src.cv.runner import FoldsFailedError
 from src.sweeps.summary import write_summary
 from src.train import train
 from src.utils.errors import ConfigError
+from tests.conftest import threads_for_tests
 from tests.helpers import FAST, ROOT, compose_config, fault, results, run_cli
 
 ONE_EPOCH = [*FAST, "trainer.max_epochs=1"]
@@ -120,7 +121,7 @@ def cv_run(tmp_path_factory, cache_dir):
     out = tmp_path_factory.mktemp("cv") / "run"
     cfg = compose_config("train", out, [*ONE_EPOCH, "cv.folds=3"], cache_dir)
     threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))  # as every test runs (conftest): the same numbers
+    torch.set_num_threads(threads_for_tests(threads))  # as every test runs: the same numbers
     try:
         yield out, train(cfg)
     finally:
