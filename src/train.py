@@ -4,6 +4,7 @@ python src/train.py                                  # digits + MLP on CPU, unde
 python src/train.py model=resnet data=cifar10 trainer=gpu
 python src/train.py -m optimizer.lr=1e-3,1e-2 seed=1,2,3
 python src/train.py resume=logs/train/runs/<run>        # continue a run in its own directory
+python src/train.py cv.folds=5                        # 5-fold cross-validation (src/cv/)
 """
 
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import src.utils  # noqa: F401  (registers the config resolvers)
 from src.callbacks.finite_loss import fail_if_diverged
@@ -24,11 +25,12 @@ from src.checkpoints.resume import (
     remove_requeue_checkpoints,
 )
 from src.checkpoints.target_policy import check_targets, trusted_targets
+from src.cv.runner import cross_validate, cross_validation
 from src.loggers.continued import continue_histories
 from src.loggers.hparams import log_hyperparameters
 from src.run.build import build_trainer
 from src.run.cli import run_entry_point
-from src.run.fit_summary import fit_rows
+from src.run.fit_summary import fit_metrics, fit_rows
 from src.run.lifecycle import open_run
 from src.run.provenance import provenance_summary, write_provenance
 from src.run.record import RunRecord
@@ -59,14 +61,28 @@ def record_checkpoints(record: RunRecord, trainer: pl.Trainer) -> None:
     record.last_model_path = next(map(str, checkpoints_in_run(record.output_dir)), None)
 
 
+def check_inputs(cfg: DictConfig, record: RunRecord) -> None:
+    """What a training run checks before it builds or writes anything."""
+    validate_config(cfg)
+    cfg.tags = record.extra["tags"] = check_tags(cfg)
+    check_init_from(cfg)
+    if cfg.get("resume"):  # the config came partly from the run directory's overrides.yaml
+        check_targets(cfg, f"resume={cfg.resume}", trusted_targets(cfg))
+    if OmegaConf.select(cfg, "cv.fold") is not None:  # one fold of a cross-validation
+        record.extra["cv"] = {k: cfg.cv[k] for k in ("fold", "folds", "seed")}
+
+
 def train(cfg: DictConfig) -> dict[str, float | str]:
+    """One training run; with `cv.folds=k`, one per fold and their means (`src/cv/runner.py`)."""
+    if cross_validation(cfg):
+        return cross_validate(cfg, train_run, check_inputs)
+    return train_run(cfg)
+
+
+def train_run(cfg: DictConfig) -> dict[str, float | str]:
     """Fit, test the best checkpoint, write the run's artifacts; return every final metric."""
     with open_run("train", cfg) as record:
-        validate_config(cfg)
-        cfg.tags = record.extra["tags"] = check_tags(cfg)
-        check_init_from(cfg)
-        if cfg.get("resume"):  # the config came partly from the run directory's overrides.yaml
-            check_targets(cfg, f"resume={cfg.resume}", trusted_targets(cfg))
+        check_inputs(cfg, record)
         ckpt_path = checkpoint_to_resume(cfg)
         record.extra["resumed_from"] = ckpt_path
         provenance = write_provenance(Path(cfg.paths.output_dir))
@@ -84,7 +100,7 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
         log_hyperparameters(cfg, trainer, model)
 
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        record.add_metrics({k: v for k, v in trainer.callback_metrics.items() if "/" in k})
+        record.add_metrics(fit_metrics(trainer))
         fail_if_diverged(record.metrics, epochs=trainer.current_epoch)
         if trainer.is_global_zero:
             remove_requeue_checkpoints(record.output_dir)

@@ -23,12 +23,17 @@ def make_cfg(tmp_path, cache_dir):
     return _make
 
 
+def threads_for_tests(previous: int) -> int:
+    """Torch threads for a test (and for module fixtures whose runs tests compare against)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(previous, 2, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     """Tests run on 2-core CI machines: keep torch from oversubscribing them (with `-n N`, each of
     the N workers gets its share of the cores)."""
     previous = torch.get_num_threads()
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    torch.set_num_threads(max(1, min(previous, 2, (os.cpu_count() or 1) // workers)))
+    torch.set_num_threads(threads_for_tests(previous))
     yield
     torch.set_num_threads(previous)

@@ -13,22 +13,34 @@ import torch
 
 
 class _AtBatch(pl.Callback):
-    def __init__(self, epoch: int, batch: int = 0, rank: int | None = None) -> None:
+    def __init__(
+        self, epoch: int, batch: int = 0, rank: int | None = None, fold: int | None = None
+    ) -> None:
         self.epoch, self.batch, self.rank = epoch, batch, rank  # rank None: every process
+        self.fold = fold  # a cross-validation's fold (data.fold); None: any run
 
     def _due(self, trainer: pl.Trainer, batch_idx: int) -> bool:
+        fold = getattr(getattr(trainer, "datamodule", None), "hparams", {}).get("fold")
         return (
             trainer.current_epoch == self.epoch
             and batch_idx == self.batch
             and self.rank in (None, trainer.global_rank)
+            and self.fold in (None, fold)
         )
 
 
 class SignalAt(_AtBatch):
     """Sends signal `name` (KILL, INT, TERM, USR1) to this process."""
 
-    def __init__(self, name: str, epoch: int, batch: int = 0, rank: int | None = None) -> None:
-        super().__init__(epoch, batch, rank)
+    def __init__(
+        self,
+        name: str,
+        epoch: int,
+        batch: int = 0,
+        rank: int | None = None,
+        fold: int | None = None,
+    ) -> None:
+        super().__init__(epoch, batch, rank, fold)
         self.signum = signal.Signals[f"SIG{name.upper()}"]
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:

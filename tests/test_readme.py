@@ -47,11 +47,14 @@ def slurm_reachable() -> bool:
 
 def expected_statuses(args: list[str]) -> list[str]:
     """What the results.json files of a command must say, sorted."""
+    # a cross-validation run (cv.folds=k, every fold) writes its own and one per fold
+    folds = [int(a.split("=", 1)[1]) for a in args if a.startswith("cv.folds=")]
+    per_run = folds[0] + 1 if folds and not any(a.startswith("cv.fold=") for a in args) else 1
     if "-m" not in args:
-        return ["completed"]
+        return ["completed"] * per_run
     trials = [a.split("=", 1)[1] for a in args if a.startswith("hydra.sweeper.n_trials=")]
     if trials:
-        return ["completed"] * int(trials[0])
+        return ["completed"] * int(trials[0]) * per_run
     swept = [a.split("=", 1)[1] for a in args if "=" in a and "," in a]
     jobs = math.prod(len(v.split(",")) for v in swept if not v.startswith("["))  # [0,1]: one value
     if any(a.startswith("debug=nan_loss") for a in args):  # one job's loss is made NaN on purpose
@@ -98,7 +101,9 @@ def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
     args = shlex.split(command.replace("<run_dir>", str(run_dir)))[1:]
     if args[:2] == ["-m", "src.runs_table"]:
         return _runs_table_runs(args, run_dir, tmp_path)
-    logs = optuna_logs if any(a.startswith("hparams_search=") for a in args) else tmp_path
+    study = any(a.startswith("hparams_search=") for a in args)
+    cv = any(a.startswith("cv.folds=") for a in args)  # a study of its own, counted alone
+    logs = optuna_logs if study and not cv else tmp_path
     if args[0] == "src/train.py" and not any(a.startswith("trainer.max_epochs=") for a in args):
         args.append("trainer.max_epochs=2")  # one more than run_dir has, so resume= trains an epoch
     args += [f"paths.log_dir={logs}", "extras.print_config=false"]
@@ -111,7 +116,8 @@ def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
         json.loads(p.read_text()) for p in (run_dir if resumed else logs).rglob("results.json")
     ]
     assert sorted(r["status"] for r in results) == expected_statuses(args), command
-    assert all("test/acc" in r["metrics"] for r in results if r["status"] == "completed")
+    tested = [any(k.startswith("test/") for k in r["metrics"]) for r in results]  # acc, mse...
+    assert all(t for t, r in zip(tested, results, strict=True) if r["status"] == "completed")
 
 
 def _runs_table_runs(args: list[str], run_dir: Path, tmp_path: Path) -> None:

@@ -117,6 +117,17 @@ def test_resume_continues_in_the_same_directory_and_keeps_the_best_score(tmp_pat
     assert before == {f: (run / f).read_text() for f in before}  # rejected: the run is untouched
 
 
+def test_a_run_killed_after_its_last_epoch_resumes_with_its_final_metrics(tmp_path):
+    """Killed between the last `last.ckpt` and results.json (in the test, say): the resumed fit has
+    no epoch left to train and logs nothing; the final metrics come from the stored history."""
+    run = tmp_path / "run"
+    first = train(compose_config("train", run, [*FAST, "trainer.max_epochs=1"]))
+    (run / "results.json").unlink()
+    again = train(compose_config("train", run, [*FAST, "trainer.max_epochs=1", f"resume={run}"]))
+    assert results(run)["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
+    assert again == first  # val/acc_best (what a sweep optimizes) included
+
+
 def test_resume_must_run_in_its_own_directory(make_cfg, tmp_path):
     cfg = make_cfg("train", [*FAST, f"resume={tmp_path}"])
     with pytest.raises(ConfigError, match="continues that run in its own directory"):

@@ -80,13 +80,8 @@ def best_checkpoint(trainer: Any) -> str | None:
     return stored if Path(stored).is_file() else None
 
 
-def checkpoint_to_resume(cfg: DictConfig) -> str | None:
-    """The checkpoint `fit` continues from, or None to start afresh.
-
-    Runs before the run writes anything: a rejected resume leaves the run directory as it was.
-    The chosen file is loaded safely and checked against the model (built on the `meta` device:
-    no memory, no random numbers drawn) and against `trainer.max_epochs`.
-    """
+def check_resume_dir(cfg: DictConfig) -> Path:
+    """This run's directory, which `resume=` (when set) must name: a run continues in its own."""
     output_dir = Path(cfg.paths.output_dir).resolve()
     resume = cfg.get("resume")
     if resume and Path(resume).expanduser().resolve() != output_dir:
@@ -95,6 +90,17 @@ def checkpoint_to_resume(cfg: DictConfig) -> str | None:
             f"{output_dir}. Allowed: start it as `python src/train.py resume={resume}` "
             "(which sets hydra.run.dir), or pass ckpt_path=<file> to continue into a new directory."
         )
+    return output_dir
+
+
+def checkpoint_to_resume(cfg: DictConfig) -> str | None:
+    """The checkpoint `fit` continues from, or None to start afresh.
+
+    Runs before the run writes anything: a rejected resume leaves the run directory as it was.
+    The chosen file is loaded safely and checked against the model (built on the `meta` device:
+    no memory, no random numbers drawn) and against `trainer.max_epochs`.
+    """
+    output_dir = check_resume_dir(cfg)
     model = _model_on_meta_device(cfg)
     if cfg.get("ckpt_path"):
         path = Path(cfg.ckpt_path)

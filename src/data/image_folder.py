@@ -114,7 +114,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         ).tolist()
         carved: dict[str, list[int]] = {"train": order}
         for split, size in (("test", self.hparams.test_size), ("val", self.hparams.val_size)):
-            if split in files:
+            if split in files or (split == "val" and self.hparams.folds):  # CV: the fold is val
                 continue
             n = int(round(size * len(pool))) if isinstance(size, float) else int(size)
             if not 0 < n < len(carved["train"]):
@@ -125,7 +125,11 @@ class ImageFolderDataModule(InMemoryDataModule):
             carved[split], carved["train"] = carved["train"][:n], carved["train"][n:]
         samples = []
         for split in SPLIT_FOLDERS:
-            chosen = [pool[i] for i in sorted(carved[split])] if split in carved else files[split]
+            chosen = (
+                [pool[i] for i in sorted(carved[split])]
+                if split in carved
+                else files.get(split, [])
+            )
             for sample in chosen:
                 sample.split = split
             samples += chosen
@@ -136,7 +140,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         hp = self.hparams
         digest = hashlib.sha1(
             f"{FORMAT}|{self.root.resolve()}|{list(self.input_shape)}|{hp.resize}|{hp.on_error}|"
-            f"{hp.val_size}|{hp.test_size}|{hp.split_seed}".encode()
+            f"{'no-val' if hp.folds else hp.val_size}|{hp.test_size}|{hp.split_seed}".encode()
         )
         for s in samples:
             digest.update(f"{s.file}|{s.label}|{s.split}|{s.size}|{s.mtime_ns}\n".encode())
@@ -216,7 +220,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         for split, (start, stop) in meta.bounds.items():
             # views of the memory map: nothing is read until a batch touches it
             splits[split] = (torch.from_numpy(images[start:stop]), meta.labels[start:stop])
-        missing = [s for s in SPLIT_FOLDERS if s not in splits]
+        needed = [s for s in SPLIT_FOLDERS if not (s == "val" and self.hparams.folds)]
+        missing = [s for s in needed if s not in splits]
         if missing:
             raise ConfigError(
                 f"{self.root}: no readable images left for split(s) {missing}; add images there."

@@ -11,6 +11,11 @@ normalization took ~33 us on this CPU, the old float `x[idx]` gather ~37 us. On 
 stay in device memory (`keep_on_device`).
 Set `num_workers > 0` to get a classic `DataLoader` instead, with an optional per-sample `transform`
 (Lightning then shards it under DDP). A subclass only says how to read its files: `load_splits()`.
+
+Cross-validation (`cv.folds=k` sets `fold`, `folds`, `fold_seed`): the val split is fold `fold` of
+the training data (train plus any val the source has; none is carved), the rest of it trains, and
+the test split is the source's own, untouched (`src/data/folds.py` picks the fold). The fold's
+samples are gathered into new tensors (the training data is then held in memory, not mapped).
 """
 
 import hashlib
@@ -24,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from src.data.augment import random_shift
 from src.data.batch_loader import IndexBatchLoader
+from src.data.folds import check_fold_settings, fold_indices
 from src.utils.atomic import atomic_path
 from src.utils.errors import ConfigError
 from src.utils.logging_utils import get_logger
@@ -74,8 +80,18 @@ class InMemoryDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         keep_on_device: bool = True,
         transform: Callable[[Tensor], Tensor] | None = None,
+        fold: int | None = None,
+        folds: int | None = None,
+        fold_seed: int = 0,
     ) -> None:
         super().__init__()
+        if folds is not None:
+            check_fold_settings(fold, folds)
+            if fold is None:
+                raise ConfigError(
+                    f"data.folds={folds} needs data.fold (0 to {folds - 1}): a datamodule holds "
+                    f"one fold (cv.folds={folds} with cv.fold=null runs every fold)."
+                )
         # the transform is an object: checkpoints keep plain values only (weights_only loading)
         self.save_hyperparameters(ignore=["transform"], logger=False)
         self.transform = transform
@@ -106,6 +122,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         if self.splits:
             return
         splits = self._cached(self._load_and_split)
+        if self.hparams.folds:
+            splits = self._with_fold(splits)
         for split, (x, y) in splits.items():
             self._check_shapes(split, x, y)
         self.splits = self._to_training_device(splits)
@@ -196,9 +214,35 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def _load_and_split(self) -> dict[str, Split]:
         splits = self.load_splits()
-        if "val" not in splits:
+        if "val" not in splits and not self.hparams.folds:  # cross-validation: the fold is val
             splits["train"], splits["val"] = self._carve_val(*splits["train"])
         return splits
+
+    # ---- cross-validation ---------------------------------------------------------------------
+    #: folds keep each class's share (class targets); a subclass with numeric targets says False
+    stratified_folds: bool = True
+
+    def fold_indices(self, targets: Sequence | Tensor) -> tuple[Tensor, Tensor]:
+        """(train, val) indices of this run's fold of a training set with these targets."""
+        hp = self.hparams
+        train, val = fold_indices(
+            targets.cpu().numpy() if isinstance(targets, Tensor) else targets,
+            hp.fold,
+            hp.folds,
+            hp.fold_seed,
+            self.stratified_folds,
+            what=f"the {self.name} training data",
+            class_names=self.class_names,
+        )
+        return torch.from_numpy(train), torch.from_numpy(val)
+
+    def _with_fold(self, splits: dict[str, Split]) -> dict[str, Split]:
+        """Train and val become the training data without / with fold `fold`; test stays."""
+        parts = [splits["train"], *([splits["val"]] if "val" in splits else [])]
+        x = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        y = torch.cat([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        train, val = self.fold_indices(y)
+        return {**splits, "train": (x[train], y[train]), "val": (x[val], y[val])}
 
     def _carve_val(self, x: Tensor, y: Tensor) -> tuple[Split, Split]:
         size = self.hparams.val_size
@@ -230,8 +274,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         if self.cache_dir is None:
             return None
         hp = self.hparams  # the val split is carved before caching: its settings are in the key
+        val = "no-val" if hp.folds else hp.val_size  # cross-validation carves none (one cache)
         key = hashlib.sha1(
-            f"{type(self).__qualname__}|{self.data_dir}|{hp.val_size}|{hp.split_seed}".encode()
+            f"{type(self).__qualname__}|{self.data_dir}|{val}|{hp.split_seed}".encode()
         )
         for f in sorted(self.source_files()):
             st = f.stat()

@@ -56,6 +56,7 @@ class TableDataModule(InMemoryDataModule):
         if task not in TASKS:
             raise ConfigError(f"data.task={task!r} is not allowed; allowed: {', '.join(TASKS)}.")
         self.path, self.target, self.task = str(path), target, task
+        self.stratified_folds = task == "classification"  # a numeric target: plain k-fold
         self.categorical = None if categorical is None else list(categorical)
         self.fitted: dict | None = None  # set by setup (from the training split) or a checkpoint
         self.target_stats: tuple[float, float] | None = None  # regression: (mean, std) of train
@@ -161,20 +162,38 @@ class TableDataModule(InMemoryDataModule):
             len(frame), generator=torch.Generator().manual_seed(self.hparams.split_seed)
         ).numpy()
         n_test = _count(self.hparams.test_size, len(frame), "data.test_size")
+        if self.hparams.folds:  # cross-validation: val is a fold of every non-test row
+            pool = frame.iloc[order[n_test:]]
+            train, val = self.fold_indices(pool[self.target].astype(str).to_numpy())
+            parts = {
+                "test": frame.iloc[order[:n_test]],
+                "val": pool.iloc[val.numpy()],
+                "train": pool.iloc[train.numpy()],
+            }
+        else:
+            parts = self._carve(frame, order, n_test)
+        if self.fitted is None:  # a checkpoint's state wins over refitting
+            self._use_fitted(self._fit(parts["train"], frame))
+        return {k: self._encode(v, self.fitted) for k, v in parts.items()}
+
+    def _carve(
+        self, frame: pd.DataFrame, order: np.ndarray, n_test: int
+    ) -> dict[str, pd.DataFrame]:
+        """Test, then val, then train rows from the fixed permutation `order`."""
         n_val = _count(self.hparams.val_size, len(frame), "data.val_size")
         if n_test + n_val >= len(frame):
             raise ConfigError(
                 f"data.test_size={self.hparams.test_size!r} and data.val_size="
                 f"{self.hparams.val_size!r} leave no training rows out of {len(frame)}."
             )
-        parts = {
+        return {
             "test": frame.iloc[order[:n_test]],
             "val": frame.iloc[order[n_test : n_test + n_val]],
             "train": frame.iloc[order[n_test + n_val :]],
         }
-        if self.fitted is None:  # a checkpoint's state wins over refitting
-            self._use_fitted(self._fit(parts["train"], frame))
-        return {k: self._encode(v, self.fitted) for k, v in parts.items()}
+
+    def _with_fold(self, splits: dict[str, Split]) -> dict[str, Split]:
+        return splits  # load_splits chose the fold: the fitting must see its training rows only
 
     # ---- the fitted state: applied per batch, stored in checkpoints ---------------------------
     def _use_fitted(self, fitted: dict) -> None:

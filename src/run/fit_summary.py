@@ -16,6 +16,17 @@ def _history(trainer: Any) -> History | None:
     return next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, History)), None)
 
 
+def fit_metrics(trainer: Any) -> dict[str, Any]:
+    """Every `stage/name` metric at the end of fit. A fit resumed after its last epoch (killed
+    between the last checkpoint and the end of the run) trains nothing and logs nothing: then the
+    last epoch's row of the history, which the checkpoint carried."""
+    metrics = {k: v for k, v in trainer.callback_metrics.items() if "/" in k}
+    history = _history(trainer)
+    if metrics or history is None or not history.rows:
+        return metrics
+    return {k: v for k, v in history.rows[-1].items() if "/" in k}
+
+
 def _row_metrics(row: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in row.items() if "/" in k and not k.endswith("_best")}
 

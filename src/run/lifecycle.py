@@ -44,11 +44,14 @@ def _interruption(exc: BaseException) -> str | None:
     """'Ctrl+C' or 'SIGTERM' when `exc` is how Lightning passes one on, else None.
 
     Lightning turns Ctrl+C during `fit` into `sys.exit(1)` (raised while handling the
-    KeyboardInterrupt) and SIGTERM into `SIGTERMException`, a `SystemExit` with no code.
+    KeyboardInterrupt) and SIGTERM into `SIGTERMException`, a `SystemExit` with no code; a run
+    nested in another (a fold of a cross-validation) passes SIGTERM on as `SystemExit(143)`.
     """
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    if isinstance(exc, SIGTERMException):
+    if isinstance(exc, SIGTERMException) or (
+        isinstance(exc, SystemExit) and isinstance(exc.__cause__, SIGTERMException)
+    ):
         return "SIGTERM"
     if isinstance(exc, KeyboardInterrupt) or (
         isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
@@ -167,8 +170,10 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             record.add_metrics(getattr(exc, "run_metrics", {}))
             record.extra.update(getattr(exc, "run_record", {}))
             full = _disk_full(exc)
-            if full is not None:
-                error = _disk_full_error(full, output_dir)
+            if full is not None:  # a nested run's (a fold's) own message names its checkpoint
+                error = (
+                    exc if isinstance(exc, DiskFullError) else _disk_full_error(full, output_dir)
+                )
                 record.error = _error_info(error, None)
                 raise error from None
             record.error = _error_info(exc, interruption)

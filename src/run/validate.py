@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from src.data.folds import check_fold_settings
 from src.utils.devices import available_devices, resolve_accelerator
 from src.utils.errors import ConfigError
 
@@ -57,6 +58,44 @@ def _check_sync_batchnorm(cfg: DictConfig) -> None:
         )
 
 
+def _check_cv(cfg: DictConfig) -> None:
+    """`cv.folds`/`cv.fold`/`cv.seed`, and what cross-validation cannot be combined with."""
+    cv = cfg.get("cv") or {}
+    folds, fold, seed = cv.get("folds"), cv.get("fold"), cv.get("seed")
+    if folds is None:
+        if fold is not None:
+            raise ConfigError(
+                f"cv.fold={fold!r} needs cv.folds=K (how many folds); allowed: cv.folds=K "
+                f"with cv.fold from 0 to K-1, or cv.fold=null."
+            )
+        return
+    check_fold_settings(fold, folds)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(
+            f"cv.seed={seed!r} is not allowed: the folds need a fixed integer seed in "
+            "[0, 2**32) (cv.seed follows seed unless set)."
+        )
+    data = cfg.get("data") or {}
+    if "folds" not in data:
+        raise ConfigError(
+            f"cv.folds={folds} but data={data.get('_target_', '?')} takes no fold (its config has "
+            "no data.folds); allowed: a datamodule built on configs/data/base/in_memory.yaml."
+        )
+    if fold is not None:
+        return
+    if cfg.get("ckpt_path"):
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path} with cv.folds={folds}: every fold would continue one "
+            "run's training state. Allowed: init_from=<ckpt> (each fold starts from its weights), "
+            "resume=<cv run dir> (finish its folds), or cv.fold=K with ckpt_path."
+        )
+    if cfg.get("optuna_trial") is not None:
+        raise ConfigError(
+            f"cv.folds={folds} with an Optuna pruner: a pruner compares one fit's epochs, a trial "
+            "here is several fits. Allowed: hydra.sweeper.pruner=null with cv.folds."
+        )
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise `ConfigError` for the first bad value found; do nothing for a good config."""
     _require_positive(cfg, "data.batch_size")
@@ -65,6 +104,7 @@ def validate_config(cfg: DictConfig) -> None:
     _require_positive(cfg, "trainer.max_steps", allow=(-1,))
     _check_devices(cfg)
     _check_sync_batchnorm(cfg)
+    _check_cv(cfg)
 
 
 def validate_monitor(monitor: str | None, logged_metrics: Iterable[str], where: str) -> None:

@@ -1,5 +1,6 @@
 """One summary of a whole sweep, written into its directory: `summary.csv`, `summary.md`,
-`summary_seeds.csv` (when seeds were swept) and `summary.png`.
+`summary_seeds.csv` (when seeds were swept), `summary_folds.csv` (when the folds of a cross-validation
+ran as jobs, `cv.fold=0,1,...`) and `summary.png`.
 
 One row per job: the overrides that distinguish it, its status (completed, failed with the error,
 or missing when a job left no results.json), the optimized metric, every best-validation and test
@@ -54,6 +55,9 @@ def write_summary(
     if summary.seeds is not None:
         atomic_write_text(out / "summary_seeds.csv", summary.seeds.to_csv(index=False))
         summary.files["seeds_csv"] = out / "summary_seeds.csv"
+    if summary.folds is not None:
+        atomic_write_text(out / "summary_folds.csv", summary.folds.to_csv(index=False))
+        summary.files["folds_csv"] = out / "summary_folds.csv"
     picture = plot(summary, out / "summary.png")
     if picture is not None:
         summary.files["plot"] = picture

@@ -52,14 +52,15 @@ def to_markdown(summary: Summary, plot_name: str | None = None) -> str:
     if summary.common:
         lines.append(f"Overrides shared by every job: `{' '.join(summary.common)}`.")
     lines += ["", _for_markdown(jobs).to_markdown(index=False, floatfmt=".4g"), ""]
-    if summary.seeds is not None and not summary.seeds.empty:
-        names = _metric_columns(summary.jobs, summary.metric)
-        lines += [
-            "## Mean ± std over seeds (completed jobs)",
-            "",
-            _seed_table_for_markdown(summary.seeds, names).to_markdown(index=False),
-            "",
-        ]
+    names = _metric_columns(summary.jobs, summary.metric)
+    for title, table in (("seeds", summary.seeds), ("folds (cv.fold)", summary.folds)):
+        if table is not None and not table.empty:
+            lines += [
+                f"## Mean ± std over {title} (completed jobs)",
+                "",
+                _seed_table_for_markdown(table, names).to_markdown(index=False),
+                "",
+            ]
     if plot_name:
         lines += [f"![{summary.metric} against each swept hyperparameter]({plot_name})", ""]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The tables of a sweep summary: one row per job, and mean ± std over seeds."""
+"""The tables of a sweep summary: one row per job, and mean ± std over seeds and over the folds of
+a cross-validation run as parallel jobs (`-m cv.folds=5 cv.fold=0,1,2,3,4`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SEED_KEY = "seed"
+FOLD_KEY = "cv.fold"
 MODES = ("max", "min")
 STATUSES = (*RUN_STATUSES, "unreadable", "missing")
 
@@ -34,6 +36,7 @@ class Summary:
     swept: list[str]  # override keys whose value differs between jobs
     common: list[str]  # overrides every job shares
     seeds: pd.DataFrame | None = None  # mean/std over seeds, when seeds were swept
+    folds: pd.DataFrame | None = None  # mean/std over cv.fold, when folds ran as jobs
     log_x: tuple[str, ...] = ()  # swept keys to plot on a log axis
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -99,14 +102,15 @@ def summarize(
 
     summary = Summary(sweep_dir, metric, mode, frame, swept, common, log_x=tuple(log_x))
     if SEED_KEY in swept:
-        summary.seeds = aggregate_seeds(frame, [k for k in swept if k != SEED_KEY], metric, mode)
+        summary.seeds = aggregate(frame, [k for k in swept if k != SEED_KEY], metric, mode)
+    if FOLD_KEY in swept:
+        summary.folds = aggregate(frame, [k for k in swept if k != FOLD_KEY], metric, mode)
     return summary
 
 
-def aggregate_seeds(
-    frame: pd.DataFrame, by: list[str], metric: str | None, mode: str
-) -> pd.DataFrame:
-    """Mean and std of each metric over jobs that differ only by seed (completed jobs count)."""
+def aggregate(frame: pd.DataFrame, by: list[str], metric: str | None, mode: str) -> pd.DataFrame:
+    """Mean and std of each metric over jobs that differ only in what `by` leaves out (a seed, a
+    fold): one row per value of `by`; completed jobs count."""
     import pandas as pd
 
     metrics = _metric_columns(frame, metric)
