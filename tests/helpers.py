@@ -13,16 +13,20 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 PYTHON = sys.executable
 
-#: keeps in-process runs short and quiet; tests add their own overrides after these
+#: keeps in-process runs short and quiet; tests add their own overrides after these (no
+#: curves.png: matplotlib's drawing costs ~0.2 s a run; the tests of the plot turn it back on)
 FAST = [
     "trainer.max_epochs=2",
     "extras.print_config=false",
     "logger=csv",
     "~callbacks.rich_progress_bar",
+    "callbacks.history.plot=false",
 ]
+PLOT = "callbacks.history.plot=true"
 
 __all__ = [
     "FAST",
+    "PLOT",
     "PYTHON",
     "ROOT",
     "compose_config",

@@ -41,8 +41,19 @@ def test_data_instantiates(make_cfg, data):
     assert list(dm.input_shape) == list(cfg.data.input_shape)
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("data", DATA)
+def _pairs() -> list:
+    """Every model with the default data and every dataset with the default model run fast; the
+    rest of the cross product is `slow` (each case composes a whole config, ~0.3 s)."""
+    return [
+        pytest.param(
+            model, data, marks=() if model == "mlp" or data == "digits" else pytest.mark.slow
+        )
+        for data in DATA
+        for model in MODELS
+    ]
+
+
+@pytest.mark.parametrize(("model", "data"), _pairs())
 def test_every_model_works_with_every_dataset(make_cfg, model, data):
     cfg = make_cfg("train", [f"model={model}", f"data={data}"])
     if len(cfg.data.input_shape) != 3 and model in ("cnn", "resnet"):
@@ -84,7 +95,13 @@ def test_callbacks_instantiate(make_cfg, callbacks):
     )
 
 
-@pytest.mark.parametrize("logger", config_options("logger"))
+@pytest.mark.parametrize(
+    "logger",
+    [
+        pytest.param(o, marks=pytest.mark.slow) if o == "many" else o
+        for o in config_options("logger")
+    ],
+)
 def test_loggers_instantiate(make_cfg, logger):
     cfg = make_cfg("train", [f"logger={logger}"])
     assert len(instantiate_loggers(cfg.logger)) == len(cfg.logger or {})

@@ -22,7 +22,7 @@ from src.sweeps.summary import write_summary
 from src.train import train
 from src.utils.errors import ConfigError
 from tests.conftest import threads_for_tests
-from tests.helpers import FAST, ROOT, compose_config, fault, results, run_cli
+from tests.helpers import FAST, PLOT, ROOT, compose_config, fault, results, run_cli
 
 ONE_EPOCH = [*FAST, "trainer.max_epochs=1"]
 
@@ -119,7 +119,7 @@ def test_folds_do_not_depend_on_val_size(make_cfg):
 def cv_run(tmp_path_factory, cache_dir):
     """`cv.folds=3` on digits, one epoch per fold, shared by the tests that only read it."""
     out = tmp_path_factory.mktemp("cv") / "run"
-    cfg = compose_config("train", out, [*ONE_EPOCH, "cv.folds=3"], cache_dir)
+    cfg = compose_config("train", out, [*ONE_EPOCH, PLOT, "cv.folds=3"], cache_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(threads_for_tests(threads))  # as every test runs: the same numbers
     try:
@@ -220,6 +220,7 @@ def test_a_rerun_with_other_folds_or_seed_is_refused(cv_run, cache_dir):
     assert files() == before  # rejected before training: the run is left as it was
 
 
+@pytest.mark.slow  # several folds trained (~3 s): the fast suite keeps the core CV tests
 def test_a_crafted_fold_results_file_is_run_again_not_trusted(tmp_path, cache_dir):
     out = tmp_path / "run"
     first = train(compose_config("train", out, [*ONE_EPOCH, "cv.folds=2"], cache_dir))
@@ -262,6 +263,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow  # several folds trained (~3 s): the fast suite keeps the core CV tests
 def test_a_full_disk_stops_the_folds_in_one_line_and_resume_finishes(small_disk, cache_dir):
     """A checkpoint is ~300 KB: fold 0 fits, fold 1 does not. The folds stop there (any later
     fold would fail the same way) with the fold's own message; freed, resume finishes."""
@@ -284,6 +286,7 @@ def test_a_full_disk_stops_the_folds_in_one_line_and_resume_finishes(small_disk,
     assert results(out)["status"] == "completed" and "test/acc" in metrics
 
 
+@pytest.mark.slow  # several folds trained (~3 s): the fast suite keeps the core CV tests
 def test_regression_cross_validation(make_cfg):
     cfg = make_cfg("train", [*ONE_EPOCH, "experiment=diabetes_regression", "cv.folds=3"])
     metrics = train(cfg)

@@ -4,9 +4,10 @@ import csv
 from pathlib import Path
 
 from src.train import train
-from tests.helpers import FAST
+from tests.helpers import FAST, PLOT
 
 HALF = [*FAST, "trainer.val_check_interval=0.5", "trainer.limit_train_batches=6"]
+HALF_PLOTTED = [*HALF, PLOT]
 
 
 def _rows(run_dir: Path) -> list[dict[str, str]]:
@@ -14,7 +15,7 @@ def _rows(run_dir: Path) -> list[dict[str, str]]:
 
 
 def test_every_validation_is_a_row(make_cfg):
-    cfg = make_cfg("train", [*HALF, "trainer.max_epochs=2"])
+    cfg = make_cfg("train", [*HALF_PLOTTED, "trainer.max_epochs=2"])
     train(cfg)
     out = Path(cfg.paths.output_dir)
     rows = _rows(out)

@@ -245,6 +245,7 @@ def test_wandb_offline_run_continues_with_the_same_id(tmp_path):
 
 
 # ---- faults around the id file ---------------------------------------------------------------
+@pytest.mark.slow  # two runs, MLflow and W&B imported (~2-4 s)
 def test_a_resume_refused_by_the_lock_writes_no_logger_id(tmp_path):
     run = tmp_path / "run"
     train(compose_config("train", run, [*QUICK, "logger=[csv,mlflow]", "trainer.max_epochs=1"]))

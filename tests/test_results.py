@@ -24,7 +24,7 @@ from src.run.record import RunRecord
 from src.run.summary import summary_text
 from src.train import train
 from src.utils.errors import ConfigError, ExportError
-from tests.helpers import FAST, ROOT, compose_config, run_cli
+from tests.helpers import FAST, PLOT, ROOT, compose_config, run_cli
 
 EPOCHS = 3
 EXAMPLES = ROOT / "docs" / "examples"
@@ -44,7 +44,7 @@ def run(tmp_path_factory, cache_dir):
     """A 3-epoch digits run with TensorBoard, CSV, MLflow and W&B; its summary text captured."""
     out = tmp_path_factory.mktemp("results") / "run"
     cfg = compose_config(
-        "train", out, [*FAST, f"trainer.max_epochs={EPOCHS}", "logger=many"], cache_dir
+        "train", out, [*FAST, PLOT, f"trainer.max_epochs={EPOCHS}", "logger=many"], cache_dir
     )
     capture = _Capture()
     summary_log = logging.getLogger("src.run.summary")

@@ -321,7 +321,7 @@ def test_a_submitit_requeue_is_interrupted_and_attempts_add_up(tmp_path):
         train(compose_config("train", run, [*FAST, *fault("SubmititRequeueAt", epoch=1, batch=3)]))
     assert info.value.code == -1  # what submitit needs to see
     first = results(run)
-    assert first["status"] == "interrupted" and first["attempts"] == 1
+    assert first["status"] == "interrupted" and first["attempts"] == 1, first["error"]
     assert "SLURM" in first["error"]["message"]
     assert (run / "checkpoints" / "interrupted.ckpt").is_file()
 

@@ -9,7 +9,7 @@ import torch
 
 from src.eval import evaluate
 from src.train import train
-from tests.helpers import FAST
+from tests.helpers import FAST, PLOT
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def trained_run(tmp_path_factory):
     from tests.helpers import compose_config
 
     out = tmp_path_factory.mktemp("trained") / "run"
-    cfg = compose_config("train", out, [*FAST, "trainer.max_epochs=6", "logger=many"])
+    cfg = compose_config("train", out, [*FAST, PLOT, "trainer.max_epochs=6", "logger=many"])
     metrics = train(cfg)
     return cfg, metrics, out
 
@@ -87,7 +87,7 @@ def test_resume_from_last_checkpoint_continues_training(trained_run, make_cfg):
     assert [int(r["epoch"]) for r in rows] == list(range(8))  # epochs 0-5 carried over, 6-7 trained
 
 
-@pytest.mark.parametrize("model", ["cnn", "resnet"])
+@pytest.mark.parametrize("model", ["cnn", pytest.param("resnet", marks=pytest.mark.slow)])
 def test_other_models_train(make_cfg, model):
     cfg = make_cfg(
         "train",

@@ -70,9 +70,12 @@ def _requeued_by_submitit(exc: BaseException) -> bool:
     if not isinstance(exc, SystemExit) or exc.code != -1:
         return False
     tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "_exit" and Path(code.co_filename).match("submitit/core/*.py"):
+            return True
         tb = tb.tb_next
-    return tb is not None and "submitit" in Path(tb.tb_frame.f_code.co_filename).parts
+    return False
 
 
 def _earlier_attempts(record: RunRecord) -> tuple[int, float]:
