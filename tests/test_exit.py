@@ -15,6 +15,9 @@ def late_writer():
     (out / "thread.txt").write_text("joined")
 threading.Thread(target=late_writer).start()       # a non-daemon thread still working
 atexit.register(lambda: (out / "atexit.txt").write_text("ran"))
+from concurrent.futures import ThreadPoolExecutor  # its idle worker waits for threading's exit hook
+pool = ThreadPoolExecutor(1)                      # (joblib's executors work alike): no hang
+_ = pool.submit(time.sleep, 0.1)
 sys.stdout.write("buffered, no newline")          # still in the buffer at exit
 exit_after_run({code})
 """

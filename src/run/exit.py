@@ -6,7 +6,7 @@ library code back in and takes ~0.8 s. It happens after the run's files are writ
 yet it is the peak of the process's memory: `python src/train.py data=mnist trainer.max_epochs=1`
 peaked at 1,029 MB with it and 902 MB without (/usr/bin/time, KB), so a job under a tight memory
 limit could be killed at the very end. `exit_after_run` does what a normal exit does for Python code
-— waits for non-daemon threads, runs every `atexit` handler (loggers' own, multiprocessing's,
+— runs the threading exit hooks and waits for non-daemon threads, runs every `atexit` handler (loggers' own, multiprocessing's,
 logging's), flushes the standard streams — and then ends with `os._exit`, skipping only that
 teardown. Used by the command-line entry points only; tests calling task functions are unaffected.
 """
@@ -31,10 +31,16 @@ def exit_code(code: object) -> int:
 def exit_after_run(code: object = 0) -> None:
     """Exit with `code` as `sys.exit` would, minus the interpreter's teardown (see above)."""
     status = exit_code(code)
-    main = threading.main_thread()
-    for thread in threading.enumerate():
-        if thread is not main and not thread.daemon:
-            thread.join()
+    # what the interpreter does first at exit: the threading exit hooks (they stop executors such
+    # as joblib's and concurrent.futures', whose threads would otherwise wait forever), then
+    # join every non-daemon thread
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    else:  # pragma: no cover (every CPython we support has it)
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # closed, or a broken pipe
