@@ -35,7 +35,7 @@ def test_bench_prints_the_comparison(tmp_path):
 
 @pytest.mark.slow
 def test_memory_bench_prints_every_row(tmp_path):
-    data = write_mnist(tmp_path / "data", "MNIST", n_train=600, n_test=100)
+    data = write_mnist(tmp_path / "data", "MNIST", n_train=6000, n_test=1000)  # val_size 5000
     result = run_cli(["bench/bench_memory.py", "--data-dir", str(data), "--rounds", "1"])
     assert result.returncode == 0, result.stderr[-3000:]
     for row in ("imports", "Lightning alone", "Lightning alone, no teardown", "ours"):
