@@ -4,28 +4,14 @@ own directory, so the sweep summary lists it with the reason and the GPU it had.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from hydra_plugins._failed_jobs import keep_overrides, write_bytes, write_json
+
+__all__ = ["RESULTS_FILE", "record_lost_job", "write_bytes", "write_json"]
 
 RESULTS_FILE = "results.json"
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Atomically: a temp file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    write_bytes(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
 
 
 def record_lost_job(job_dir: Path, overrides: list[str], message: str, gpu: dict[str, Any]) -> Path:
@@ -49,9 +35,6 @@ def record_lost_job(job_dir: Path, overrides: list[str], message: str, gpu: dict
                 "before": payload.get("error"),
             },
         )
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    if not overrides_file.is_file():  # the job never started: the summary still lists its values
-        overrides_file.parent.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(list(overrides)), overrides_file)
+    keep_overrides(job_dir, overrides)
     write_json(path, payload)
     return path

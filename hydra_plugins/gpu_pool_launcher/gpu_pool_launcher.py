@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import pickle
 import secrets
@@ -44,11 +43,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.core.utils import JobReturn, filter_overrides
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from hydra_plugins import _failed_jobs
 from hydra_plugins.gpu_pool_launcher import _pool, _record
 
 log = logging.getLogger(__name__)
@@ -239,14 +239,4 @@ class GpuPoolLauncher(Launcher):
             message,
             path,
         )
-        with open_dict(sweep_config):
-            task_name = sweep_config.hydra.job.name
-            del sweep_config["hydra"]
-        return JobReturn(
-            overrides=overrides,
-            cfg=sweep_config,
-            working_dir=str(job_dir),
-            task_name=task_name,
-            status=JobStatus.COMPLETED,
-            _return_value=math.nan,  # what a failed job returns (src/sweeps/job.py)
-        )
+        return _failed_jobs.failed_job_return(sweep_config, overrides, job_dir)

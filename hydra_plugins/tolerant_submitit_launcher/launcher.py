@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 import os
 import sys
 import time
@@ -34,9 +33,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf, open_dict
+
+from hydra_plugins import _failed_jobs
 
 # module attributes, looked up at call time: Hydra's plugin scan re-executes every module of
 # hydra_plugins in place, so a name bound by `from … import` could name a stale class
@@ -208,17 +209,7 @@ class TolerantSlurmLauncher(SlurmLauncher):
             path,
             job.paths.stderr,
         )
-        with open_dict(sweep_config):
-            task_name = sweep_config.hydra.job.name
-            del sweep_config["hydra"]
-        return JobReturn(
-            overrides=overrides,
-            cfg=sweep_config,
-            working_dir=str(job_dir),
-            task_name=task_name,
-            status=JobStatus.COMPLETED,
-            _return_value=math.nan,  # what a failed job returns (src/sweeps/job.py)
-        )
+        return _failed_jobs.failed_job_return(sweep_config, overrides, job_dir)
 
     def _job_config(self, overrides: list[str], idx: int) -> Any:
         """This job's config as the job itself composes it (for its directory)."""

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from hydra_plugins._failed_jobs import keep_overrides, write_json
 
 log = logging.getLogger(__name__)
 
@@ -16,17 +15,6 @@ RESULTS_FILE = "results.json"
 
 
 # ---- recording a job that SLURM ended --------------------------------------------------------
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomically: a temp file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as f:
-        f.write(json.dumps(payload, indent=2, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 def record_slurm_failure(job_dir: Path, overrides: list[str], slurm: dict[str, Any]) -> Path:
     """Mark the job failed in `job_dir/results.json` with what SLURM said; keep what it wrote."""
     path = job_dir / RESULTS_FILE
@@ -52,9 +40,6 @@ def record_slurm_failure(job_dir: Path, overrides: list[str], slurm: dict[str, A
                 "before": payload.get("error"),
             },
         )
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    if not overrides_file.is_file():  # the job never started: the summary still lists its values
-        overrides_file.parent.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(list(overrides)), overrides_file)
-    _write_json(path, payload)
+    keep_overrides(job_dir, overrides)
+    write_json(path, payload)
     return path
