@@ -249,20 +249,6 @@ def test_a_failed_fold_is_recorded_and_the_others_still_run(make_cfg):
     assert "2 of 3 completed" in markdown and "fold 1 (failed): RuntimeError" in markdown
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1.5 MB tmpfs (root can mount one); skipped where mounting is not allowed."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mount)], capture_output=True
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @pytest.mark.slow  # several folds trained (~3 s): the fast suite keeps the core CV tests
 def test_a_full_disk_stops_the_folds_in_one_line_and_resume_finishes(small_disk, cache_dir):
     """A checkpoint is ~300 KB: fold 0 fits, fold 1 does not. The folds stop there (any later

@@ -244,20 +244,6 @@ def test_kill_9_mid_write_leaves_the_previous_file(tmp_path):
     assert path.read_bytes() == b"previous good checkpoint"
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1.5 MB tmpfs (root can mount one); skipped where mounting is not allowed."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(mount)], capture_output=True
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_full_disk_write_raises_naming_the_file_and_keeps_the_old_one(small_disk):
     path = small_disk / "data.bin"
     atomic_write_bytes(path, b"old")
