@@ -12,6 +12,7 @@ accuracy. Repeats the in-process comparison on CUDA when a GPU is present.
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from src.run.compose import compose_config  # noqa: E402
 from src.train import train  # noqa: E402
 
 BATCH, LR, HIDDEN = 128, 0.002, (64, 128, 64)
+MNIST_TRAIN = 55_000  # 60,000 minus val_size
 
 
 class RawLoop:
@@ -186,31 +188,89 @@ def _sync(device: str) -> None:
 
 def compare(
     data_dir: str, cache_dir: str, repeats: int, epochs: int, device: str, trainer: str
-) -> None:
+) -> float:
+    """Each repeat fits train.py with the user's defaults, then Lightning alone, back to back (every
+    epoch of both paired with a raw epoch run right after it); prints each against the raw loop and
+    the template against Lightning alone: the per-repeat quotient of their median ratios. Returns the
+    median raw-loop epoch time."""
     variants = {"train.py": [], "Lightning alone": LIGHTNING_ALONE}
-    for name, overrides in variants.items():
-        ours_times, raw_times, ratios, ours_accs, raw_accs = [], [], [], [], []
-        for r in range(repeats):
+    epoch_ratios: dict[str, list[float]] = {name: [] for name in variants}
+    times = {name: {"ours": [], "raw": []} for name in variants}
+    accs = {name: {"ours": [], "raw": []} for name in variants}
+    repeat_medians: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(repeats):
+        for name, overrides in variants.items():
             ours, raw, ours_acc, raw_acc = paired_epochs(
                 data_dir, cache_dir, epochs, trainer, device, seed=r, overrides=overrides
             )
             ours, raw = (ours[1:], raw[1:]) if epochs > 1 else (ours, raw)  # epoch 0 warms up
-            ours_times += ours
-            raw_times += raw
-            ratios += [o / w for o, w in zip(ours, raw, strict=True)]
-            ours_accs.append(ours_acc)
-            raw_accs.append(raw_acc)
+            ratios = [o / w for o, w in zip(ours, raw, strict=True)]
+            epoch_ratios[name] += ratios
+            repeat_medians[name].append(statistics.median(ratios))
+            times[name]["ours"] += ours
+            times[name]["raw"] += raw
+            accs[name]["ours"].append(ours_acc)
+            accs[name]["raw"].append(raw_acc)
+    for name, overrides in variants.items():
         label = name if not overrides else f"{name} ({' '.join(overrides)})"
+        ratios = epoch_ratios[name]
         print(
-            f"[{device}] epoch time, median of {len(raw_times)} epochs: raw loop "
-            f"{statistics.median(raw_times):.3f} s | {label} "
-            f"{statistics.median(ours_times):.3f} s | ratio {statistics.median(ratios):.2f}x "
+            f"[{device}] epoch time, median of {len(ratios)} epochs: raw loop "
+            f"{statistics.median(times[name]['raw']):.3f} s | {label} "
+            f"{statistics.median(times[name]['ours']):.3f} s | ratio {statistics.median(ratios):.2f}x "
             f"(median of epoch pairs run back to back; quartiles {_quartiles(ratios)})"
         )
         print(
             f"[{device}] test/acc after {epochs} epoch(s), median of {repeats}: raw loop "
-            f"{statistics.median(raw_accs):.4f} | {name} {statistics.median(ours_accs):.4f}"
+            f"{statistics.median(accs[name]['raw']):.4f} | {name} "
+            f"{statistics.median(accs[name]['ours']):.4f}"
         )
+    quotients = [
+        t / a
+        for t, a in zip(repeat_medians["train.py"], repeat_medians["Lightning alone"], strict=True)
+    ]
+    print(
+        f"[{device}] train.py / Lightning alone, per repeat: "
+        f"{', '.join(f'{q:.3f}' for q in quotients)} (median {statistics.median(quotients):.3f})"
+    )
+    return statistics.median(times["train.py"]["raw"] + times["Lightning alone"]["raw"])
+
+
+def hook_dispatch_cost(step_s: float) -> None:
+    """What Lightning charges per training step for having callbacks at all: it calls ~6 hooks a
+    step on every callback, each through `getattr`, `state_key` and a profiler context, whether the
+    callback overrides the hook or not. Timed on the default callbacks vs none."""
+    from pytorch_lightning.trainer.call import _call_callback_hooks
+
+    from src.run.build import instantiate_callbacks
+    from src.run.profiler import NoOpProfiler
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_config("train", Path(tmp) / "run", [])
+        costs = {}
+        for name, callbacks in (
+            ("default", instantiate_callbacks(cfg.callbacks)),
+            ("none", []),
+        ):
+            trainer = pl.Trainer(
+                callbacks=callbacks,
+                logger=False,
+                enable_model_summary=False,
+                enable_progress_bar=bool(callbacks),
+                enable_checkpointing=bool(callbacks),
+                profiler=NoOpProfiler(),
+            )
+            n = 20_000
+            t0 = time.perf_counter()
+            for _ in range(n):
+                _call_callback_hooks(trainer, "on_before_zero_grad", None)
+            costs[name] = 6 * (time.perf_counter() - t0) / n
+    extra = costs["default"] - costs["none"]
+    print(
+        f"[cpu] Lightning's hook dispatch for the {len(cfg.callbacks)} default callbacks: "
+        f"{extra * 1e6:.0f} us per step ({100 * extra / step_s:.1f}% of a raw-loop step of "
+        f"{step_s * 1e3:.2f} ms)"
+    )
 
 
 def _quartiles(values: list[float]) -> str:
@@ -237,7 +297,8 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; MNIST MLP 784-64-128-64-10, "
         f"batch {BATCH}, Adam lr {LR}"
     )
-    compare(args.data_dir, args.cache_dir, args.repeats, args.epochs, "cpu", "cpu")
+    raw_epoch = compare(args.data_dir, args.cache_dir, args.repeats, args.epochs, "cpu", "cpu")
+    hook_dispatch_cost(raw_epoch / math.ceil(MNIST_TRAIN / BATCH))
     walls, accs = end_to_end(args.data_dir, args.repeats)
     print(
         f"[cpu] end-to-end `python src/train.py data=mnist trainer.max_epochs=1`: median "
