@@ -27,8 +27,8 @@ test: check ## lint + type check + the whole test suite, slow tests included (wh
 
 check: lint typecheck ## ruff (lint + format) and mypy: fails on any finding
 
-test-fast: $(STAMP) ## the fast tests only (skips those marked slow)
-	$(PY) -m pytest -m "not slow" -n auto $(ARGS)
+test-fast: $(STAMP) ## the fast tests only (skips those marked slow), one module per worker (module fixtures train once)
+	$(PY) -m pytest -m "not slow" -n auto --dist loadscope $(ARGS)
 
 eval: $(STAMP) ## evaluate a checkpoint: make eval CKPT=logs/train/runs/<run>/checkpoints/last.ckpt
 	@test -n "$(CKPT)" || (echo "usage: make eval CKPT=path/to/checkpoint.ckpt" && exit 2)

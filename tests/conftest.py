@@ -1,10 +1,27 @@
+"""Fixtures every test module may use. Nothing heavy is imported at module level: with
+`make test-fast` the xdist controller process loads this file too and never runs a test, so torch
+(~2 s to import, ~1 s to tear down) is imported where a fixture first needs it, in the workers."""
+
+import atexit
 import os
 import subprocess
+import sys
 
 import pytest
-import torch
 
-from tests.helpers import compose_config
+
+def _end_worker_without_teardown() -> None:
+    """An xdist worker has reported everything by the time `atexit` runs; what remains is the
+    interpreter's teardown, which with torch loaded takes ~1-3 s a worker (library destructors,
+    as `src/run/exit.py` explains for our entry points). Registered first, so it runs last: every
+    handler registered after this one (loggers, multiprocessing) has run."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    atexit.register(_end_worker_without_teardown)
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +33,8 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture
 def make_cfg(tmp_path, cache_dir):
     """make_cfg('train', [...overrides]) → a composed config writing into a fresh run directory."""
+    from tests.helpers import compose_config
+
     counter = iter(range(1000))
 
     def _make(name: str = "train", overrides: list[str] = ()):
@@ -34,6 +53,8 @@ def threads_for_tests(previous: int) -> int:
 def _few_threads():
     """Tests run on 2-core CI machines: keep torch from oversubscribing them (with `-n N`, each of
     the N workers gets its share of the cores)."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads_for_tests(previous))
     yield

@@ -4,6 +4,7 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from src.run.build import build_trainer, instantiate_callbacks, instantiate_loggers
 from src.run.validate import validate_config
@@ -65,8 +66,15 @@ def test_every_model_works_with_every_dataset(make_cfg, model, data):
     assert net(x).shape == (2, cfg.data.num_classes)
 
 
-@pytest.mark.parametrize("optimizer", config_options("optimizer"))
-@pytest.mark.parametrize("scheduler", config_options("scheduler"))
+#: every optimizer alone, and every scheduler on one optimizer (a scheduler wraps any optimizer the
+#: same way; the full product composed 15 configs for the same coverage)
+OPTIMIZER_SCHEDULER = sorted(
+    {(o, "none") for o in config_options("optimizer")}
+    | {("sgd", s) for s in config_options("scheduler")}
+)
+
+
+@pytest.mark.parametrize(("optimizer", "scheduler"), OPTIMIZER_SCHEDULER)
 def test_optimizer_and_scheduler_build(make_cfg, optimizer, scheduler):
     cfg = make_cfg("train", [f"optimizer={optimizer}", f"scheduler={scheduler}"])
     model = instantiate(cfg.model, _convert_="all")
@@ -125,3 +133,40 @@ def test_experiments_instantiate(make_cfg, experiment):
 def test_eval_config_composes(make_cfg):
     cfg = make_cfg("eval", ["ckpt_path=some.ckpt"])
     assert cfg.task_name == "eval" and cfg.ckpt_path == "some.ckpt"
+
+
+@pytest.mark.parametrize(
+    ("task", "overrides"),
+    [
+        ("train", ["trainer.max_epochs=2", "~callbacks.rich_progress_bar", "logger=csv", "seed=7"]),
+        (
+            "train",
+            ["data=mnist", "optimizer.lr=1e-3", "+trainer.enable_progress_bar=false", "debug=fdr"],
+        ),
+        (
+            "train",
+            ["callbacks=none", "tags=[a,b]", "paths.output_dir=/elsewhere/run", "cv.folds=3"],
+        ),
+        ("train", ["experiment=digits_cnn", "trainer.max_epochs=1", "hydra.job.name=x"]),
+        ("eval", ["ckpt_path=/x/last.ckpt", "data=mnist", "data.batch_size=256", "seed=3"]),
+    ],
+)
+def test_the_test_helpers_compose_gives_hydras_config(tmp_path, task, overrides):
+    """tests.helpers.compose_config reuses a composed defaults tree; it must equal Hydra's own."""
+    from src.run.compose import compose_config as hydra_compose
+    from tests.helpers import compose_config as helper_compose
+
+    theirs = OmegaConf.to_yaml(hydra_compose(task, tmp_path / "run", overrides, tmp_path / "c"))
+    for _ in range(2):  # the second call is served from the cache
+        ours = helper_compose(task, tmp_path / "run", overrides, tmp_path / "c")
+        assert OmegaConf.to_yaml(ours) == theirs
+        assert OmegaConf.is_struct(ours)
+
+
+def test_the_test_helpers_compose_reports_hydras_errors(tmp_path):
+    from hydra.errors import ConfigCompositionException
+
+    from tests.helpers import compose_config as helper_compose
+
+    with pytest.raises(ConfigCompositionException, match="max_epoch"):
+        helper_compose("train", tmp_path / "run", ["trainer.max_epoch=3"])

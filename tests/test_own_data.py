@@ -1,5 +1,6 @@
 """Your own data: `data=image_folder` (folders of images) and `data=csv` (a table), written here."""
 
+import gc
 import json
 import os
 import re
@@ -183,8 +184,17 @@ def test_workers_path_applies_a_per_sample_transform(tmp_path):
     dm.transform = _flip
     loader = dm.train_dataloader()
     assert isinstance(loader, torch.utils.data.DataLoader)
-    x, y = next(iter(loader))
+    # the whole epoch: a worker left with unread batches holds its process's exit (5 s per loader)
+    x = torch.cat([x for x, _ in loader])
     assert x.dtype == torch.uint8 and x.shape[1:] == (3, 8, 8)
+    images = dm.splits["train"][0]
+
+    def as_set(t: torch.Tensor) -> list:
+        return sorted(tuple(sample.flatten().tolist()) for sample in t)
+
+    assert as_set(x) == as_set(images.flip(-1)) != as_set(images)  # each sample flipped, once
+    del loader  # its persistent worker stops now, not in whichever test the collector runs next
+    gc.collect()
 
 
 def test_image_folder_trains_and_its_checkpoint_names_the_classes(make_cfg, tmp_path):

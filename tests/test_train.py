@@ -18,7 +18,9 @@ def trained_run(tmp_path_factory):
     from tests.helpers import compose_config
 
     out = tmp_path_factory.mktemp("trained") / "run"
-    cfg = compose_config("train", out, [*FAST, PLOT, "trainer.max_epochs=6", "logger=many"])
+    cfg = compose_config(
+        "train", out, [*FAST, PLOT, "trainer.max_epochs=6", "logger=[tensorboard,csv]"]
+    )
     metrics = train(cfg)
     return cfg, metrics, out
 

@@ -18,8 +18,15 @@ def compose_config(
     cache_dir: str | Path | None = None,
 ) -> DictConfig:
     """The config of `src/<name>.py <overrides>`, writing into `output_dir` (no Hydra run needed)."""
-    output_dir = Path(output_dir)
     GlobalHydra.instance().clear()
+    typed = list(overrides) if name == "train" else as_additions(list(overrides))
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=name, overrides=path_overrides(output_dir, cache_dir) + typed)
+
+
+def path_overrides(output_dir: str | Path, cache_dir: str | Path | None = None) -> list[str]:
+    """Where a run composed outside `python src/<task>.py` writes: `output_dir`, logs beside it."""
+    output_dir = Path(output_dir)
     paths = [
         f"paths.output_dir={output_dir}",
         f"paths.work_dir={CONFIG_DIR.parent}",
@@ -27,6 +34,4 @@ def compose_config(
     ]
     if cache_dir is not None:
         paths.append(f"paths.cache_dir={cache_dir}")
-    typed = list(overrides) if name == "train" else as_additions(list(overrides))
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=name, overrides=paths + typed)
+    return paths
