@@ -4,10 +4,13 @@
     python bench/bench_train.py --data-dir ../shared/datasets --repeats 5
 
 Runs, back to back in this process: a plain loop over preloaded tensors (the floor) and our task
-function `train(cfg)` with the user's defaults; prints the median per-epoch training time of each,
-their ratio (median of per-repeat ratios) and test accuracy; then times end-to-end `python
-src/train.py data=mnist trainer.max_epochs=1` in fresh processes and prints its one-epoch test
-accuracy. Repeats the in-process comparison on CUDA when a GPU is present.
+function `train(cfg)` three ways: the user's defaults, Lightning alone (no callbacks, logger or
+bar) and Lightning with its own defaults (its checkpoint, bar, summary, a TensorBoard logger);
+prints the median per-epoch training time of each, its ratio to the raw loop and test accuracy,
+the template against the two Lightning rows, and what Lightning's hook dispatch costs per step for
+our default callbacks; then times end-to-end `python src/train.py data=mnist trainer.max_epochs=1`
+in fresh processes and prints its one-epoch test accuracy. Repeats the in-process comparison on
+CUDA when a GPU is present.
 """
 
 import argparse
@@ -33,7 +36,6 @@ from src.run.compose import compose_config  # noqa: E402
 from src.train import train  # noqa: E402
 
 BATCH, LR, HIDDEN = 128, 0.002, (64, 128, 64)
-MNIST_TRAIN = 55_000  # 60,000 minus val_size
 
 
 class RawLoop:
@@ -110,12 +112,20 @@ class InterleavedRawEpochs(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.runs.append(
-            {"ours": self.ours, "raw": self.raw_times, "raw_acc": self.raw.test_accuracy()}
+            {
+                "ours": self.ours,
+                "raw": self.raw_times,
+                "raw_acc": self.raw.test_accuracy(),
+                "steps": math.ceil(len(self.raw.y) / BATCH),
+            }
         )
 
 
 #: train.py with no callbacks, no logger, no progress bar: Lightning's own loop, our module and data
 LIGHTNING_ALONE = ["callbacks=none", "logger=none", "+trainer.enable_progress_bar=false"]
+#: what a plain `pl.Trainer()` adds by itself: its ModelCheckpoint, TQDM bar, model summary, and
+#: a TensorBoard logger (ours, which only differs in how it continues on resume)
+LIGHTNING_DEFAULTS = ["callbacks=none", "trainer.enable_model_summary=true"]
 
 
 def paired_epochs(
@@ -126,9 +136,10 @@ def paired_epochs(
     device: str,
     seed: int,
     overrides: list[str] = (),
-) -> tuple[list[float], list[float], float, float]:
+) -> tuple[list[float], list[float], float, float, int]:
     """Our task function, with the user's defaults unless `overrides` say otherwise, and a raw
-    epoch after each of its epochs. Returns (ours, raw) epoch times and test accuracies."""
+    epoch after each of its epochs. Returns (ours, raw) epoch times, test accuracies and the number
+    of steps in an epoch."""
     with tempfile.TemporaryDirectory() as tmp:
         bench_callback = "+callbacks.raw_loop"
         cfg = compose_config(
@@ -153,7 +164,7 @@ def paired_epochs(
         )
         metrics = train(cfg)
         run = InterleavedRawEpochs.runs.pop()
-        return run["ours"], run["raw"], metrics["test/acc"], run["raw_acc"]
+        return run["ours"], run["raw"], metrics["test/acc"], run["raw_acc"], run["steps"]
 
 
 def end_to_end(data_dir: str, repeats: int) -> tuple[list[float], list[float]]:
@@ -189,18 +200,22 @@ def _sync(device: str) -> None:
 def compare(
     data_dir: str, cache_dir: str, repeats: int, epochs: int, device: str, trainer: str
 ) -> float:
-    """Each repeat fits train.py with the user's defaults, then Lightning alone, back to back (every
-    epoch of both paired with a raw epoch run right after it); prints each against the raw loop and
-    the template against Lightning alone: the per-repeat quotient of their median ratios. Returns the
-    median raw-loop epoch time."""
-    variants = {"train.py": [], "Lightning alone": LIGHTNING_ALONE}
+    """Each repeat fits train.py with the user's defaults, Lightning alone and Lightning with its
+    own defaults, back to back (every epoch paired with a raw epoch run right after it); prints each
+    against the raw loop and the template against the other two: the per-repeat quotient of their
+    median ratios. Returns the median raw-loop step time."""
+    variants = {
+        "train.py": [],
+        "Lightning alone": LIGHTNING_ALONE,
+        "Lightning defaults": LIGHTNING_DEFAULTS,
+    }
     epoch_ratios: dict[str, list[float]] = {name: [] for name in variants}
     times = {name: {"ours": [], "raw": []} for name in variants}
     accs = {name: {"ours": [], "raw": []} for name in variants}
     repeat_medians: dict[str, list[float]] = {name: [] for name in variants}
     for r in range(repeats):
         for name, overrides in variants.items():
-            ours, raw, ours_acc, raw_acc = paired_epochs(
+            ours, raw, ours_acc, raw_acc, steps = paired_epochs(
                 data_dir, cache_dir, epochs, trainer, device, seed=r, overrides=overrides
             )
             ours, raw = (ours[1:], raw[1:]) if epochs > 1 else (ours, raw)  # epoch 0 warms up
@@ -225,15 +240,16 @@ def compare(
             f"{statistics.median(accs[name]['raw']):.4f} | {name} "
             f"{statistics.median(accs[name]['ours']):.4f}"
         )
-    quotients = [
-        t / a
-        for t, a in zip(repeat_medians["train.py"], repeat_medians["Lightning alone"], strict=True)
-    ]
-    print(
-        f"[{device}] train.py / Lightning alone, per repeat: "
-        f"{', '.join(f'{q:.3f}' for q in quotients)} (median {statistics.median(quotients):.3f})"
-    )
-    return statistics.median(times["train.py"]["raw"] + times["Lightning alone"]["raw"])
+    for reference in ("Lightning alone", "Lightning defaults"):
+        quotients = [
+            t / a
+            for t, a in zip(repeat_medians["train.py"], repeat_medians[reference], strict=True)
+        ]
+        print(
+            f"[{device}] train.py / {reference}, per repeat: "
+            f"{', '.join(f'{q:.3f}' for q in quotients)} (median {statistics.median(quotients):.3f})"
+        )
+    return statistics.median([t for name in variants for t in times[name]["raw"]]) / steps
 
 
 def hook_dispatch_cost(step_s: float) -> None:
@@ -297,8 +313,8 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; MNIST MLP 784-64-128-64-10, "
         f"batch {BATCH}, Adam lr {LR}"
     )
-    raw_epoch = compare(args.data_dir, args.cache_dir, args.repeats, args.epochs, "cpu", "cpu")
-    hook_dispatch_cost(raw_epoch / math.ceil(MNIST_TRAIN / BATCH))
+    raw_step = compare(args.data_dir, args.cache_dir, args.repeats, args.epochs, "cpu", "cpu")
+    hook_dispatch_cost(raw_step)
     walls, accs = end_to_end(args.data_dir, args.repeats)
     print(
         f"[cpu] end-to-end `python src/train.py data=mnist trainer.max_epochs=1`: median "

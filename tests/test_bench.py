@@ -29,6 +29,10 @@ def test_bench_prints_the_comparison(tmp_path):
     assert re.search(
         r"\[cpu\] epoch time.*raw loop [\d.]+ s \| train.py [\d.]+ s \| ratio [\d.]+x", out
     )
+    for reference in ("Lightning alone", "Lightning defaults"):
+        assert re.search(rf"\| {reference} \(.*\) [\d.]+ s \| ratio [\d.]+x", out), reference
+        assert re.search(rf"train.py / {reference}, per repeat: [\d.]+ \(median [\d.]+\)", out)
+    assert re.search(r"hook dispatch for the \d+ default callbacks: -?\d+ us per step", out)
     assert re.search(r"\[cpu\] end-to-end .* median [\d.]+ s wall", out)
     assert "[cuda]" in out
 
