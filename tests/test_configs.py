@@ -103,10 +103,15 @@ def test_callbacks_instantiate(make_cfg, callbacks):
     )
 
 
+#: MLflow and W&B import for ~1-1.5 s each; the fast suite instantiates both anyway in
+#: test_results.py's `logger=many` run, so here they run with the slow tests
+HEAVY_LOGGERS = {"many", "mlflow", "wandb"}
+
+
 @pytest.mark.parametrize(
     "logger",
     [
-        pytest.param(o, marks=pytest.mark.slow) if o == "many" else o
+        pytest.param(o, marks=pytest.mark.slow) if o in HEAVY_LOGGERS else o
         for o in config_options("logger")
     ],
 )
