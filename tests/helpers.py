@@ -13,7 +13,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
 from src.run import compose as _compose
-from src.run.cli import as_additions
+from src.run.cli import as_additions, is_config_group
 from src.run.record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,9 +68,14 @@ def compose_config(
     try:
         paths = _compose.path_overrides(output_dir, cache_dir)
         parsed = OverridesParser.create().parse_overrides([*paths, *overrides])
-        choices = tuple(o.input_line for o in parsed if _chooses_a_config(o))
-        values = [o for o in parsed if not _chooses_a_config(o)]
-        key = (name, choices, _config_files_stamp())
+        choices: list[str] = []
+        values: list[Override] = []
+        for override in parsed:
+            if _chooses_a_config(override):
+                choices.append(override.input_line)
+            else:
+                values.append(override)
+        key = (name, tuple(choices), _config_files_stamp())
         if key not in _COMPOSED:
             _COMPOSED[key] = _compose.compose_config(name, output_dir, choices)
         cfg = copy.deepcopy(_COMPOSED[key])
@@ -88,7 +93,7 @@ def _chooses_a_config(override: Override) -> bool:
         override.package is not None
         or "/" in key
         or key.split(".")[0] == "hydra"
-        or (CONFIG_DIR / key).is_dir()
+        or is_config_group(key)
     )
 
 

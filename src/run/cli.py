@@ -29,6 +29,12 @@ CONFIG_DIR = PROJECT_ROOT / "configs"
 _ABSENT = object()
 
 
+def is_config_group(key: str) -> bool:
+    """Whether an override's key names a config group (`data`, `hydra/launcher`): a folder of
+    options under configs/, chosen with `key=option`, rather than a value in the config."""
+    return (CONFIG_DIR / key).is_dir()
+
+
 #: top-level keys eval/predict/export take from the checkpoint rather than from their own config
 STORED_ROOTS = ("seed", "data", "model", "optimizer", "scheduler", "monitor")
 
@@ -45,7 +51,7 @@ def as_additions(args: list[str]) -> list[str]:
             or key.split(".")[0] not in STORED_ROOTS
         ):
             out.append(arg)
-        elif (CONFIG_DIR / key).is_dir():
+        elif is_config_group(key):
             out.append(f"+{arg}")
         else:
             out.append(f"++{arg}")
@@ -94,7 +100,7 @@ def unknown_key_hints(config_name: str, args: list[str]) -> list[str]:
         )
     except Exception:  # a syntax error: Hydra's own message is the right one
         return []
-    groups = [o for o in overrides if (CONFIG_DIR / o.key_or_group).is_dir()]
+    groups = [o for o in overrides if is_config_group(o.key_or_group)]
     keys = [
         o
         for o in overrides
