@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import src.utils  # noqa: F401  (registers the config resolvers)
-from src.callbacks.finite_loss import fail_if_diverged
+from src.callbacks.finite_loss import fail_if_diverged, lr_hint
 from src.checkpoints.init_from import check_init_from, load_initial_weights
 from src.checkpoints.resume import (
     best_checkpoint,
@@ -32,11 +32,12 @@ from src.run.build import build_trainer
 from src.run.cli import run_entry_point
 from src.run.fit_summary import fit_metrics, fit_rows
 from src.run.lifecycle import open_run
+from src.run.module_checks import check_ignored_groups, check_monitored_metrics
 from src.run.provenance import provenance_summary, write_provenance
 from src.run.record import RunRecord
 from src.run.setup import prepare_run
 from src.run.tags import check_tags
-from src.run.validate import check_monitored_metrics, fetch_data_first, validate_config
+from src.run.validate import fetch_data_first, validate_config
 from src.sweeps.job import require_optimized_metric, run_job
 from src.utils.logging_utils import get_logger
 
@@ -64,6 +65,7 @@ def record_checkpoints(record: RunRecord, trainer: pl.Trainer) -> None:
 def check_inputs(cfg: DictConfig, record: RunRecord) -> None:
     """What a training run checks before it builds or writes anything."""
     validate_config(cfg)
+    check_ignored_groups(cfg)  # optimizer.lr=... for a module with its own optimizer: refused
     cfg.tags = record.extra["tags"] = check_tags(cfg)
     check_init_from(cfg)
     if cfg.get("resume"):  # the config came partly from the run directory's overrides.yaml
@@ -96,12 +98,13 @@ def train_run(cfg: DictConfig) -> dict[str, float | str]:
             record.extra["init_from"] = report.to_dict()
         trainer = build_trainer(cfg, store_config=True)
         continue_histories(trainer.loggers, first_step_to_log(ckpt_path))  # resume=, a requeue
-        check_monitored_metrics(cfg, trainer, model)
-        log_hyperparameters(cfg, trainer, model)
+        # what the module logs (declared, or found by a dry run on one batch) vs what is watched
+        logged = check_monitored_metrics(cfg, trainer, model, datamodule)
+        log_hyperparameters(cfg, trainer, model, logged)
 
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         record.add_metrics(fit_metrics(trainer))
-        fail_if_diverged(record.metrics, epochs=trainer.current_epoch)
+        fail_if_diverged(record.metrics, epochs=trainer.current_epoch, hint=lr_hint(model))
         if trainer.is_global_zero:
             remove_requeue_checkpoints(record.output_dir)
         if cfg.get("test", True):

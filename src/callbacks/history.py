@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 
 from src.utils.atomic import atomic_open, atomic_path
 from src.utils.logging_utils import get_logger
+from src.utils.metric_names import base_name, epoch_values, lookup, stage_of
 
 log = get_logger(__name__)
 
@@ -67,7 +68,7 @@ class History(pl.Callback):
             "step": trainer.global_step,
             "progress": round(trainer.current_epoch + min(fraction, 1.0), 4),
         }
-        row.update({k: v for k, v in self._epoch_metrics(trainer).items() if k.startswith("val/")})
+        row.update({k: v for k, v in self._epoch_metrics(trainer).items() if stage_of(k) == "val"})
         row.update(self._lrs)
         self.rows.append(row)
         if trainer.is_global_zero:
@@ -101,11 +102,10 @@ class History(pl.Callback):
 
     @staticmethod
     def _epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
-        return {
-            k: float(v)
-            for k, v in trainer.callback_metrics.items()
-            if "/" in k and not k.startswith("test/")
-        }
+        """Every metric logged so far but the test ones, each once (by its epoch value), under
+        whatever name the module gave it (`val/loss`, `val_loss`, `loss/val`, `d_loss`)."""
+        metrics = epoch_values(trainer.callback_metrics)
+        return {k: float(v) for k, v in metrics.items() if stage_of(k) != "test"}
 
     def _complete_last_row(self) -> None:
         """Refresh the last row with what was logged after it was taken, then write the table."""
@@ -152,7 +152,7 @@ class History(pl.Callback):
         return self.output_dir / "history.csv"
 
     def write_csv(self) -> None:
-        columns = list(dict.fromkeys(k for row in self.rows for k in row))
+        columns = list(dict.fromkeys(k for row in self.rows for k in row)) or ["epoch"]
         with atomic_open(self.csv_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
@@ -167,14 +167,18 @@ class History(pl.Callback):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        keys = {k for row in self.rows for k in row if k.startswith(("train/", "val/"))}
-        names = sorted(
-            {k.split("/", 1)[1] for k in keys if not k.endswith("_best")},
-            key=lambda name: (name != "loss", name),
-        )
+        keys = {k for row in self.rows for k in row if k not in NOT_METRICS and not _is_lr(k)}
+        # one panel per metric (`train/loss`, `val_loss` and `loss/val` share the `loss` panel),
+        # losses first; one line per stage (a name without a stage is its own line)
+        panels_of: dict[str, dict[str, str]] = {}
+        for key in sorted(keys):
+            if key.endswith("_best") and stage_of(key) is not None:
+                continue  # drawn dashed on the panel of the metric it tracks
+            panels_of.setdefault(base_name(key), {})[stage_of(key) or key] = key
+        names = sorted(panels_of, key=lambda name: ("loss" not in name.lower(), name))
         lrs = [row.get("lr", math.nan) for row in self.rows]
         plot_lr = len({lr for lr in lrs if not math.isnan(lr)}) > 1
-        panels = len(names) + plot_lr
+        panels = max(1, len(names) + plot_lr)  # no metric at all: one empty panel, not a crash
         fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.5), squeeze=False)
         xs, xlabel = self._x_axis()
         best_x = self._best_x()
@@ -183,13 +187,13 @@ class History(pl.Callback):
             return [row.get(key, math.nan) for row in self.rows]
 
         for ax, name in zip(axes[0], names, strict=False):
-            for stage in ("train", "val"):
-                values = series(f"{stage}/{name}")
+            for label, key in panels_of[name].items():
+                values = series(key)
                 if not all(math.isnan(v) for v in values):
-                    ax.plot(*_present(xs, values), marker="o", markersize=3, label=stage)
-                if f"{stage}/{name}_best" in keys:
-                    best = series(f"{stage}/{name}_best")
-                    ax.plot(*_present(xs, best), "--", label=f"{stage} best")
+                    ax.plot(*_present(xs, values), marker="o", markersize=3, label=label)
+                if f"{key}_best" in keys:
+                    best = series(f"{key}_best")
+                    ax.plot(*_present(xs, best), "--", label=f"{label} best")
             ax.set_title(name)
         if plot_lr:
             ax = axes[0][-1]
@@ -240,11 +244,28 @@ def best_row(
     rows: list[dict[str, float]], monitor: str | None, mode: str
 ) -> dict[str, float] | None:
     """The row whose `monitor` value is best (max or min), skipping rows without it."""
-    scored = [row for row in rows if monitor and not math.isnan(row.get(monitor, math.nan))]
+
+    def value(row: dict[str, float]) -> float:
+        return float(lookup(row, monitor, math.nan))  # `val_loss_epoch` finds `val_loss`
+
+    scored = [row for row in rows if monitor and not math.isnan(value(row))]
     if not scored:
         return None
     pick = max if mode == "max" else min
-    return pick(scored, key=lambda row: row[monitor])
+    return pick(scored, key=value)
+
+
+#: the columns of a history row that are not logged metrics
+NOT_METRICS = frozenset({"epoch", "step", "progress", "epoch_time_s", "train_time_s"})
+
+
+def _is_lr(key: str) -> bool:
+    return key == "lr" or (key.startswith("lr_") and key[3:].isdigit())
+
+
+def metric_columns(row: dict[str, float]) -> dict[str, float]:
+    """The logged metrics of a history row (its epoch, step, times and learning rates left out)."""
+    return {k: v for k, v in row.items() if k not in NOT_METRICS and not _is_lr(k)}
 
 
 def _present(xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:

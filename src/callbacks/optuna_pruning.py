@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 from hydra_plugins.resumable_optuna_sweeper._pruners import make_pruner
 from src.utils.errors import ConfigError
 from src.utils.logging_utils import get_logger
+from src.utils.metric_names import epoch_values
 
 log = get_logger(__name__)
 
@@ -133,7 +134,7 @@ class OptunaPruning(PyTorchLightningPruningCallback):
             return
         if trainer.is_global_zero:
             log.info(verdict)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/" in k}
+        metrics = {k: float(v) for k, v in epoch_values(trainer.callback_metrics).items()}
         raise TrialPruned(verdict, trainer.current_epoch, metrics)
 
     def _explain(self, epoch: int) -> str:

@@ -51,6 +51,7 @@ from src.sweeps.job import require_optimized_metric
 from src.utils.atomic import atomic_write_text
 from src.utils.errors import ConfigError, DiskFullError, TemplateError
 from src.utils.logging_utils import get_logger
+from src.utils.metric_names import stage_of
 
 log = get_logger(__name__)
 
@@ -180,7 +181,7 @@ def _run_fold(cfg: DictConfig, index: int, train_run: Task) -> Fold:
 
 
 def _summary_rows(summary: CVSummary, metric: str | None) -> list[tuple[str, str]]:
-    shown = [m for m in summary.mean if m == metric or m.startswith("test/")][:6]
+    shown = [m for m in summary.mean if m == metric or stage_of(m) == "test"][:6]
     rows = [
         (name, f"{summary.mean[name]:.4f} ± {summary.std[name]:.4f} (mean ± std)") for name in shown
     ]

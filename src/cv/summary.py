@@ -18,6 +18,7 @@ from pathlib import Path
 
 from src.run.record import RunRecord
 from src.utils.atomic import atomic_write_text
+from src.utils.metric_names import stage_of
 
 SUMMARY_CSV = "cv_summary.csv"
 SUMMARY_MD = "cv_summary.md"
@@ -93,8 +94,8 @@ def metric_order(names: list[str], first: str | None = None) -> list[str]:
     """The optimized metric, then test/*, then the validation bests, then every other metric."""
     groups = (
         [n for n in names if n == first],
-        sorted(n for n in names if n.startswith("test/")),
-        sorted(n for n in names if n.startswith("val/") and n.endswith("_best")),
+        sorted(n for n in names if stage_of(n) == "test"),
+        sorted(n for n in names if stage_of(n) == "val" and n.endswith("_best")),
         sorted(names),
     )
     return list(dict.fromkeys(n for group in groups for n in group))

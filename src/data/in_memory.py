@@ -142,7 +142,12 @@ class InMemoryDataModule(pl.LightningDataModule):
         return self._loader("test", train=False)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Normalize every batch, and augment training batches, on the device they run on."""
+        """Normalize every batch, and augment training batches, on the device they run on.
+
+        Lightning also passes a module's `example_input_array` through here (the model summary):
+        anything that is not an (inputs, targets) pair of this data goes through unchanged."""
+        if not (isinstance(batch, list | tuple) and len(batch) == 2):
+            return batch
         x, y = batch
         x = self.normalize(x)
         if self.hparams.augment and self.trainer is not None and self.trainer.training:

@@ -7,7 +7,7 @@ so the session is written here, naming the metrics the model logs; TensorBoard t
 run's latest value of each.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -52,16 +52,26 @@ def log_tensorboard_hparams(logger: Any, params: Mapping[str, Any], metrics: Ite
         writer.add_summary(summary)
 
 
-def log_hyperparameters(cfg: DictConfig, trainer: pl.Trainer, model: pl.LightningModule) -> None:
-    """Send the run's choices and the model size to every logger."""
+def log_hyperparameters(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    logged: Sequence[str] | None = None,
+) -> None:
+    """Send the run's choices and the model size to every logger: only the values the run used
+    (a group the model's config does not take, such as `optimizer` for a module that builds its
+    own, is left out). `logged`: the metrics the module logs, when known."""
     if not trainer.loggers:
         return
+    from src.run.module_checks import ignored_groups
+
+    unused = set(ignored_groups(cfg))
     hparams = {
         k: OmegaConf.to_container(cfg[k], resolve=True)
         if isinstance(cfg[k], DictConfig)
         else cfg[k]
         for k in HPARAM_KEYS
-        if k in cfg
+        if k in cfg and k not in unused
     }
     if "tags" in cfg:  # train's tags=[...], as one text value (TensorBoard shows scalars only)
         hparams["tags"] = ",".join(map(str, cfg.tags or []))
@@ -69,7 +79,11 @@ def log_hyperparameters(cfg: DictConfig, trainer: pl.Trainer, model: pl.Lightnin
     hparams["model/params/trainable"] = sum(
         p.numel() for p in model.parameters() if p.requires_grad
     )
-    metrics = getattr(model, "LOGGED_METRICS", None) or [cfg.get("monitor", {}).get("metric")]
+    metrics = (
+        logged
+        or getattr(model, "LOGGED_METRICS", None)
+        or [(cfg.get("monitor") or {}).get("metric")]
+    )
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
         if isinstance(logger, TensorBoardLogger):

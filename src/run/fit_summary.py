@@ -7,9 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from src.callbacks.history import History, best_row
+from src.callbacks.history import History, best_row, metric_columns
 from src.run.record import RunRecord
 from src.run.summary import command, existing, format_metrics, show_path
+from src.utils.metric_names import epoch_values, stage_of
 
 
 def _history(trainer: Any) -> History | None:
@@ -17,18 +18,23 @@ def _history(trainer: Any) -> History | None:
 
 
 def fit_metrics(trainer: Any) -> dict[str, Any]:
-    """Every `stage/name` metric at the end of fit. A fit resumed after its last epoch (killed
-    between the last checkpoint and the end of the run) trains nothing and logs nothing: then the
-    last epoch's row of the history, which the checkpoint carried."""
-    metrics = {k: v for k, v in trainer.callback_metrics.items() if "/" in k}
+    """Every metric logged at the end of fit, each once (`x_step`/`x_epoch` folded into `x`),
+    whatever its name. A fit resumed after its last epoch (killed between the last checkpoint and
+    the end of the run) trains nothing and logs nothing: then the last epoch's row of the
+    history, which the checkpoint carried."""
+    metrics = epoch_values(trainer.callback_metrics)
     history = _history(trainer)
     if metrics or history is None or not history.rows:
         return metrics
-    return {k: v for k, v in history.rows[-1].items() if "/" in k}
+    return metric_columns(history.rows[-1])
 
 
 def _row_metrics(row: dict[str, float]) -> dict[str, float]:
-    return {k: v for k, v in row.items() if "/" in k and not k.endswith("_best")}
+    return {k: v for k, v in metric_columns(row).items() if not k.endswith("_best")}
+
+
+def _tested(key: str) -> bool:
+    return stage_of(key) == "test"
 
 
 def logger_rows(trainer: Any) -> list[tuple[str, str]]:
@@ -67,9 +73,9 @@ def fit_rows(cfg: DictConfig, record: RunRecord, trainer: Any) -> list[tuple[str
     final_metrics = (
         _row_metrics(final)
         if final
-        else {k: v for k, v in record.metrics.items() if k.startswith(("train/", "val/"))}
+        else {k: v for k, v in record.metrics.items() if not _tested(k)}
     )
-    tested = any(k.startswith("test/") for k in record.metrics)
+    tested = {k: v for k, v in record.metrics.items() if _tested(k)}
     table = [
         ("epochs", str(len({r.get("epoch") for r in rows})) if rows else ""),
         (
@@ -82,7 +88,7 @@ def fit_rows(cfg: DictConfig, record: RunRecord, trainer: Any) -> list[tuple[str
         ),
         (
             "test (best ckpt)" if record.best_model_path else "test",
-            format_metrics(record.metrics, ("test/",)) if tested else "",
+            format_metrics(tested) if tested else "",
         ),
         ("best checkpoint", show_path(record.best_model_path) if record.best_model_path else ""),
         ("last checkpoint", show_path(record.last_model_path) if record.last_model_path else ""),

@@ -5,7 +5,6 @@ this module covers the values inside the keys, before anything is built or writt
 """
 
 from collections.abc import Iterable
-from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
@@ -97,40 +96,18 @@ def _check_cv(cfg: DictConfig) -> None:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise `ConfigError` for the first bad value found; do nothing for a good config."""
+    """Raise `ConfigError` for the first bad value found; do nothing for a good config.
+
+    The checks that depend on the module (what it logs, which groups it takes) are in
+    `src.run.module_checks`."""
     _require_positive(cfg, "data.batch_size")
-    _require_positive(cfg, "optimizer.lr")
+    if "optimizer" in (cfg.get("model") or {}):  # a module with its own optimizer ignores it
+        _require_positive(cfg, "optimizer.lr")
     _require_positive(cfg, "trainer.max_epochs", allow=(-1,))
     _require_positive(cfg, "trainer.max_steps", allow=(-1,))
     _check_devices(cfg)
     _check_sync_batchnorm(cfg)
     _check_cv(cfg)
-
-
-def validate_monitor(monitor: str | None, logged_metrics: Iterable[str], where: str) -> None:
-    """A monitored metric that is never logged makes Lightning fail after the first epoch."""
-    logged = sorted(logged_metrics)
-    if monitor is not None and monitor not in logged:
-        raise ConfigError(
-            f"{where}={monitor!r} is never logged by this model. Allowed: {', '.join(logged)}."
-        )
-
-
-def check_monitored_metrics(cfg: DictConfig, trainer: pl.Trainer, model: Any) -> None:
-    """Every monitored key must be one the model logs, or Lightning fails only after an epoch."""
-    logged = getattr(model, "LOGGED_METRICS", None)
-    if logged is None:
-        return
-    if cfg.get("monitor"):  # the key users set; the callbacks below copy it by interpolation
-        validate_monitor(cfg.monitor.get("metric"), logged, "monitor.metric")
-    for callback in getattr(trainer, "callbacks", []):
-        monitor = getattr(callback, "monitor", None)
-        if monitor is not None:
-            validate_monitor(monitor, logged, f"{type(callback).__name__}.monitor")
-    if getattr(model, "scheduler_factory", None) is not None:
-        validate_monitor(model.hparams.get("monitor"), logged, "model.monitor")
-    if cfg.get("optimized_metric"):
-        validate_monitor(cfg.optimized_metric, logged, "optimized_metric")
 
 
 @rank_zero_only

@@ -15,6 +15,7 @@ from src.runs_table.filter import (
     select,
 )
 from src.runs_table.read import FIELDS, MISSING, Run, read_run
+from src.utils.metric_names import stage_of
 
 
 @dataclass
@@ -71,8 +72,8 @@ def build_table(
 
 def _compared_metrics(metrics: list[str]) -> list[str]:
     """The metrics that compare runs: best validation ones, then test ones."""
-    best = [m for m in metrics if m.startswith("val/") and "best" in m]
-    test = [m for m in metrics if m.startswith("test/")]
+    best = [m for m in metrics if stage_of(m) == "val" and "best" in m]
+    test = [m for m in metrics if stage_of(m) == "test"]
     return best + test
 
 

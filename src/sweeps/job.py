@@ -25,6 +25,7 @@ from src.sweeps.ddp import ranks_join_this_job
 from src.sweeps.threads import follow_cpu_allocation
 from src.utils.errors import MetricNotProducedError
 from src.utils.logging_utils import get_logger
+from src.utils.metric_names import find
 
 log = get_logger(__name__)
 
@@ -38,12 +39,14 @@ def in_multirun() -> bool:
 
 def optimized_value(metrics: dict[str, float | str], cfg: DictConfig) -> float | None:
     """The value a sweeper optimizes: `metrics[cfg.optimized_metric]` (None when not configured)."""
-    key = cfg.get("optimized_metric")
-    if not key:
+    key = find(cfg.get("optimized_metric"), metrics)  # `val_loss_epoch` finds `val_loss`
+    if not cfg.get("optimized_metric"):
         return None
-    if key not in metrics:
+    if key is None:
         log.warning(
-            "optimized_metric=%r was not produced by this run (got %s).", key, list(metrics)
+            "optimized_metric=%r was not produced by this run (got %s).",
+            cfg.get("optimized_metric"),
+            list(metrics),
         )
         return None
     return float(metrics[key])  # 'nan'/'inf' as text in results.json, a float for the sweeper
@@ -55,7 +58,7 @@ def require_optimized_metric(cfg: DictConfig, metrics: dict[str, float | str]) -
     Called inside the task, so the job's results.json says `failed` with this reason (a single
     run only gets the warning of `optimized_value`)."""
     key = cfg.get("optimized_metric")
-    if key and key not in metrics and in_multirun():
+    if key and find(key, metrics) is None and in_multirun():
         raise MetricNotProducedError(
             f"optimized_metric={key!r} was not produced by this job (it produced: "
             f"{', '.join(sorted(metrics)) or 'nothing'}). Allowed: a metric the run logs, e.g. "

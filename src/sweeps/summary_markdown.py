@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 from src.sweeps.summary_tables import Summary, _metric_columns
+from src.utils.metric_names import is_metric_column
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,4 +69,4 @@ def to_markdown(summary: Summary, plot_name: str | None = None) -> str:
 
 def _is_other_metric(column: str, summary: Summary) -> bool:
     """train/* and last-epoch val/* metrics stay in the CSV; the Markdown keeps the ones to compare."""
-    return "/" in column and column not in _metric_columns(summary.jobs, summary.metric)
+    return is_metric_column(column) and column not in _metric_columns(summary.jobs, summary.metric)

@@ -13,6 +13,7 @@ from src.run.record import RESULTS_FILE
 from src.run.record import STATUSES as RUN_STATUSES
 from src.run.resume_args import OVERRIDES_FILE
 from src.sweeps.jobs import find_job_dirs, parse_overrides, read_job
+from src.utils.metric_names import find, is_metric_column, stage_of
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ class Summary:
 
 def _metric_columns(frame: pd.DataFrame, metric: str | None) -> list[str]:
     """The optimized metric first, then every best-validation metric, then every test metric."""
-    names = [c for c in frame.columns if "/" in c]
-    best = [c for c in names if c.startswith("val/") and "best" in c]
-    test = [c for c in names if c.startswith("test/")]
+    names = [c for c in frame.columns if is_metric_column(c)]
+    best = [c for c in names if stage_of(c) == "val" and "best" in c]
+    test = [c for c in names if stage_of(c) == "test"]
     ordered = ([metric] if metric in names else []) + best + test
     return list(dict.fromkeys(ordered))
 
@@ -84,7 +85,7 @@ def summarize(
         row["overrides"] = " ".join(o for o in row["overrides"] if o not in common)
 
     frame = pd.DataFrame(rows)
-    metric = metric if metric and metric in frame.columns else None
+    metric = find(metric, frame.columns)  # `val_loss_epoch` finds `val_loss`
     if metric is None:
         log.warning("No optimized metric in the jobs' results: the summary is not sorted.")
     else:
