@@ -83,6 +83,35 @@ def test_uncommitted_changes_are_saved_as_a_patch_that_applies(repo, tmp_path):
     _git(clone, "checkout", "-q", written["commit"])
     _git(clone, "apply", str(patch))
     assert (clone / "code.py").read_text() == "x = 2  # changed\n"
+    assert (clone / "new_untracked.py").read_text() == "y = 1\n"  # the untracked file too
+
+
+@needs_git
+def test_untracked_files_alone_make_the_checkout_dirty_and_are_recorded(repo, tmp_path):
+    """A user's whole new model is often an untracked file: the run must say so and keep it."""
+    (repo / "models").mkdir()
+    (repo / "models" / "mine.py").write_text("class Mine:\n    pass")  # no final newline
+    (repo / "models" / "weights.bin").write_bytes(b"\0\1\2")  # binary: named, not in the diff
+    (repo / "empty.txt").write_text("")
+    (repo / ".gitignore").write_text("ignored.log\n")
+    (repo / "ignored.log").write_text("not part of the code\n")
+    out = tmp_path / "run"
+    record = write_provenance(out, repo=repo)
+    git = record["git"]
+    assert git["dirty"] is True and provenance_summary(record)["dirty"] is True
+    assert sorted(git["untracked_files"]) == [
+        ".gitignore",
+        "empty.txt",
+        "models/mine.py",
+        "models/weights.bin",
+    ]
+    assert sorted(git["untracked_in_diff"]) == [".gitignore", "empty.txt", "models/mine.py"]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    _git(clone, "apply", str(out / "provenance" / "diff.patch"))
+    assert (clone / "models" / "mine.py").read_text() == "class Mine:\n    pass"
+    assert (clone / "empty.txt").read_text() == ""
+    assert not (clone / "ignored.log").exists()
 
 
 @needs_git
@@ -95,7 +124,9 @@ def test_detached_head_and_a_repository_without_commits(repo, tmp_path):
     _git(empty, "init", "-q")
     (empty / "f.py").write_text("z = 0\n")
     git = write_provenance(tmp_path / "b", repo=empty)["git"]
-    assert git["available"] is True and git["commit"] is None and git["dirty"] is False
+    # an untracked file counts as a change (there is no commit to diff against)
+    assert git["available"] is True and git["commit"] is None and git["dirty"] is True
+    assert git["untracked_files"] == ["f.py"]
 
 
 def test_no_repository_and_no_git_binary_are_recorded_not_raised(tmp_path, monkeypatch):

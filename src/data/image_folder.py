@@ -140,7 +140,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         hp = self.hparams
         digest = hashlib.sha1(
             f"{FORMAT}|{self.root.resolve()}|{list(self.input_shape)}|{hp.resize}|{hp.on_error}|"
-            f"{'no-val' if hp.folds else hp.val_size}|{hp.test_size}|{hp.split_seed}".encode()
+            f"{'no-val' if hp.folds else hp.val_size}|{hp.test_size}|{hp.split_seed}|"
+            f"{self.cache_settings()}".encode()  # a subclass's own arguments too
         )
         for s in samples:
             digest.update(f"{s.file}|{s.label}|{s.split}|{s.size}|{s.mtime_ns}\n".encode())

@@ -19,6 +19,7 @@ samples are gathered into new tensors (the training data is then held in memory,
 """
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -51,6 +52,28 @@ class SplitDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         x = self.x[i]
         return (self.transform(x) if self.transform is not None else x), self.y[i]
+
+
+#: constructor arguments that never change the decoded splits: how they are batched, loaded,
+#: augmented or stored, and which fold is held out (the folds are cut after the cache)
+NOT_IN_CACHE_KEY = frozenset(
+    {
+        "batch_size",
+        "eval_batch_size",
+        "num_workers",
+        "pin_memory",
+        "augment",
+        "download",
+        "seed",
+        "cache_dir",
+        "keep_on_device",
+        "fold",
+        "folds",
+        "fold_seed",
+        "data_dir",
+        "search_dirs",  # where the files were found: the files' own identity is in the key
+    }
+)
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -276,17 +299,28 @@ class InMemoryDataModule(pl.LightningDataModule):
             )
 
     def _cache_path(self) -> Path | None:
+        """Keyed by every constructor argument that can change the decoded splits (a subclass's
+        own arguments included: `n_samples`, `noise`...) and by the source files' identity."""
         if self.cache_dir is None:
             return None
-        hp = self.hparams  # the val split is carved before caching: its settings are in the key
-        val = "no-val" if hp.folds else hp.val_size  # cross-validation carves none (one cache)
         key = hashlib.sha1(
-            f"{type(self).__qualname__}|{self.data_dir}|{val}|{hp.split_seed}".encode()
+            f"{type(self).__module__}.{type(self).__qualname__}|{self.data_dir}|"
+            f"{self.cache_settings()}".encode()
         )
         for f in sorted(self.source_files()):
             st = f.stat()
             key.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
         return self.cache_dir / f"{self.name}-{key.hexdigest()[:12]}.pt"
+
+    def cache_settings(self) -> str:
+        """Every constructor argument that can change the decoded data, as one stable string.
+        The val split is carved before caching, so its settings are in it; cross-validation
+        carves none (one cache for every fold)."""
+        hp = dict(self.hparams)
+        settings = {k: v for k, v in hp.items() if k not in NOT_IN_CACHE_KEY}
+        if hp.get("folds"):
+            settings["val_size"] = "no-val"
+        return json.dumps(settings, sort_keys=True, default=repr)
 
     def _cached(self, load: Callable[[], dict[str, Split]]) -> dict[str, Split]:
         """Decode once: later runs read the tensors back (`weights_only=True`: plain tensors only)."""

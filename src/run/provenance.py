@@ -2,8 +2,10 @@
 
 - `provenance.json`: git commit, branch, dirty flag, changed and untracked files; Python, torch, CUDA
   and cuDNN versions; host, GPU names, SLURM job; the command line, interpreter and working dir.
-- `diff.patch`: `git diff HEAD` (the uncommitted changes to tracked files), only when dirty, so
-  `git checkout <commit> && git apply diff.patch` gives back the code that ran.
+- `diff.patch`: `git diff HEAD` (the uncommitted changes to tracked files) followed by each small
+  untracked text file of the project as a new file (a user's new model often is one), only when
+  dirty, so `git checkout <commit> && git apply diff.patch` gives back the code that ran. Untracked
+  files (not ignored) make a checkout dirty; larger or binary ones are listed by name only.
 - `pip-freeze.txt`: every installed distribution as `name==version`.
 
 It runs in every run, so it must be cheap (a few ms next to a ~2 s default run):
@@ -44,8 +46,13 @@ FREEZE_FILE = "pip-freeze.txt"
 #: the code whose commit is recorded: this template's checkout (not the working directory)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GIT_TIMEOUT_S = 10
-#: untracked files listed by name in provenance.json (their content is not in the diff)
+#: untracked files listed by name in provenance.json
 MAX_UNTRACKED = 200
+#: an untracked file up to this size, if it is text, goes into the diff as a new file
+MAX_UNTRACKED_BYTES = 64 * 1024
+#: at most this many untracked files' contents in the diff (and this many bytes in all)
+MAX_UNTRACKED_IN_DIFF = 50
+MAX_UNTRACKED_DIFF_BYTES = 1024 * 1024
 
 
 def write_provenance(
@@ -135,7 +142,7 @@ def _git_state(repo: Path) -> tuple[dict[str, Any], bytes]:
     if shutil.which("git") is None:
         return {"available": False, "reason": "no git binary on PATH"}, b""
     try:
-        status = _git(repo, "status", "--porcelain=v2", "--branch", "-z")
+        status = _git(repo, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
     except (OSError, subprocess.TimeoutExpired) as err:
         return {"available": False, "reason": f"git status failed: {err}"}, b""
     if status.returncode != 0:
@@ -155,6 +162,9 @@ def _git_state(repo: Path) -> tuple[dict[str, Any], bytes]:
                 state["diff_error"] = result.stderr.decode(errors="replace").strip()[:500]
         except (OSError, subprocess.TimeoutExpired) as err:
             state["diff_error"] = str(err)
+    if state["dirty"] and state["untracked_files"]:
+        added, state["untracked_in_diff"] = _untracked_patch(repo, state["untracked_files"])
+        diff += added
     state["diff_bytes"] = len(diff)
     state["diff_file"] = None
     return state, diff
@@ -183,11 +193,57 @@ def _parse_status(text: str) -> dict[str, Any]:
     return {
         "commit": commit,
         "branch": branch,
-        "dirty": bool(changed),
+        "dirty": bool(changed or untracked),
         "changed_files": changed,
         "untracked_files": untracked[:MAX_UNTRACKED],
         "untracked_count": len(untracked),
     }
+
+
+def _untracked_patch(repo: Path, names: list[str]) -> tuple[bytes, list[str]]:
+    """The small untracked text files as `git apply`-able new-file patches, and their names."""
+    parts: list[bytes] = []
+    included: list[str] = []
+    total = 0
+    for name in names:
+        if len(included) >= MAX_UNTRACKED_IN_DIFF:
+            break
+        path = repo / name
+        try:
+            if path.is_symlink() or not path.is_file():
+                continue
+            size = path.stat().st_size
+            if size > MAX_UNTRACKED_BYTES or total + size > MAX_UNTRACKED_DIFF_BYTES:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if b"\0" in data:
+            continue  # binary: listed by name only
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        parts.append(new_file_patch(name, data))
+        included.append(name)
+        total += size
+    return b"".join(parts), included
+
+
+def new_file_patch(name: str, data: bytes) -> bytes:
+    """`data` as git's patch creating file `name` (what `git diff` prints for an added file)."""
+    header = f"diff --git a/{name} b/{name}\nnew file mode 100644\n".encode()
+    if not data:
+        return header
+    lines = data.split(b"\n")
+    ends_with_newline = data.endswith(b"\n")
+    if ends_with_newline:
+        lines = lines[:-1]
+    body = b"".join(b"+" + line + b"\n" for line in lines)
+    if not ends_with_newline:
+        body += b"\\ No newline at end of file\n"
+    hunk = f"--- /dev/null\n+++ b/{name}\n@@ -0,0 +1,{len(lines)} @@\n".encode()
+    return header + hunk + body
 
 
 # ---- packages, versions, host ---------------------------------------------------------------------
