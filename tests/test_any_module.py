@@ -1,0 +1,400 @@
+"""Any LightningModule: the shipped unsupervised autoencoder, the manual-optimization GAN, and
+modules defined only here (other metric names, their own `configure_optimizers` with a scheduler,
+manual optimization) go through train, eval, resume, sweeps, Optuna, CV, the runs table, the NaN
+guard and the summaries, with nothing of the template's to subclass.
+
+The in-process runs call `train(cfg)` as `python src/train.py` would; the command-line ones
+(sweeps, Optuna, kill -9) are `slow`.
+"""
+
+import csv
+import logging
+import math
+import signal
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from src.data.in_memory import InMemoryDataModule
+from src.eval import evaluate
+from src.models.gan import GAN
+from src.run.module_checks import check_ignored_groups
+from src.runs_table.cli import main as runs_table
+from src.train import train
+from src.utils.errors import ConfigError, NonFiniteLossError
+from tests.helpers import FAST, PLOT, ROOT, compose_config, fault, results, run_cli
+
+EXAMPLES = {
+    "autoencoder": ("val_loss", "test_loss", ["train_loss", "val_loss"]),
+    "gan": ("val/gap", "test/gap", ["train/g_loss", "train/d_loss", "val/gap"]),
+}
+
+
+# ---- modules of the tests' own ------------------------------------------------------------------
+class SlashLastModule(pl.LightningModule):
+    """Metric names with the stage last (`loss/val`), logged on step and epoch, and its own
+    `configure_optimizers` returning a dict with a scheduler."""
+
+    def __init__(self, input_shape: list[int], num_classes: int, lr: float = 0.05) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = nn.Linear(math.prod(input_shape), num_classes)
+
+    def _loss(self, batch) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self.net(x.flatten(1)), y)
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("loss/train", loss, on_step=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("loss/val", self._loss(batch))
+
+    def test_step(self, batch, batch_idx):
+        self.log("loss/test", self._loss(batch))
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+
+
+class SilentModule(SlashLastModule):
+    """Logs nothing at all: the history has zero metric columns."""
+
+    def training_step(self, batch, batch_idx):
+        return self._loss(batch)
+
+    def validation_step(self, batch, batch_idx):
+        self._loss(batch)
+
+    def test_step(self, batch, batch_idx):
+        self._loss(batch)
+
+
+def own_module(target: str, monitor: str | None = "loss/val") -> list[str]:
+    """Overrides for a module defined in this file, configured on the command line alone."""
+    args = [
+        "~model",
+        f"+model._target_=tests.test_any_module.{target}",
+        "+model.input_shape=${data.input_shape}",
+        "+model.num_classes=${data.num_classes}",
+    ]
+    if monitor is None:
+        return [*args, "monitor.metric=null", "optimized_metric=null"]
+    return [*args, f"monitor.metric={monitor}", "monitor.mode=min", f"optimized_metric={monitor}"]
+
+
+def train_logging_summary(cfg) -> tuple[dict, str]:
+    """`train(cfg)` and the end-of-run summary it logs (in-process runs have no train.log)."""
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("src.run.summary")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        metrics = train(cfg)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return metrics, "\n".join(records)
+
+
+# ---- the shipped examples, trained once each ------------------------------------------------------
+@pytest.fixture(scope="module", params=sorted(EXAMPLES))
+def example_run(request, tmp_path_factory):
+    name = request.param
+    out = tmp_path_factory.mktemp(name) / "run"
+    cache = tmp_path_factory.mktemp("cache")
+    metrics, summary = train_logging_summary(
+        compose_config("train", out, [*FAST, PLOT, f"model={name}"], cache)
+    )
+    return name, metrics, out, summary
+
+
+def test_an_example_trains_tests_and_writes_its_history(example_run):
+    name, metrics, out, summary = example_run
+    val, test, columns = EXAMPLES[name]
+    done = results(out)
+    assert done["status"] == "completed" and math.isfinite(metrics[test])
+    assert metrics[val] == done["metrics"][val]  # the module's own names, kept as they are
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert len(rows) == 2 and all(c in rows[0] for c in columns)
+    assert not any(k.endswith(("_step", "_epoch")) or k.startswith("lr-") for k in rows[0])
+    assert (out / "curves.png").stat().st_size > 1000
+    assert f"[by {val}, min]" in summary and "_epoch" not in summary and test in summary
+
+
+def test_eval_reproduces_the_examples_test_metric_exactly(example_run, make_cfg):
+    name, metrics, out, _ = example_run
+    _, test, _ = EXAMPLES[name]
+    cfg = make_cfg("eval", [f"ckpt_path={results(out)['best_model_path']}"])
+    assert evaluate(cfg)[test] == metrics[test]
+
+
+def test_hparams_are_what_the_run_used(example_run):
+    """The module builds its own optimizer: the optimizer group is not logged as if it had been."""
+    _, _, out, _ = example_run
+    (hparams,) = (out / "csv").rglob("hparams.yaml")
+    logged = yaml.safe_load(hparams.read_text())
+    assert "optimizer" not in logged and "scheduler" not in logged
+    assert logged["model"]["lr"] > 0
+
+
+def test_cross_validation_of_an_example(tmp_path, cache_dir):
+    overrides = [*FAST, "model=autoencoder", "cv.folds=3", "trainer.max_epochs=1"]
+    means = train(compose_config("train", tmp_path / "cv", overrides, cache_dir))
+    assert math.isfinite(means["test_loss"]) and math.isfinite(means["val_loss"])
+    summary = (tmp_path / "cv" / "cv_summary.csv").read_text()
+    assert "test_loss" in summary and all(
+        (tmp_path / "cv" / f"fold_{k}").is_dir() for k in range(3)
+    )
+
+
+# ---- checks before the first training step ----------------------------------------------------
+def test_a_monitor_the_module_never_logs_is_refused_before_training(make_cfg):
+    cfg = make_cfg("train", [*FAST, "model=autoencoder", "monitor.metric=val/acc"])
+    with pytest.raises(ConfigError) as err:
+        train(cfg)
+    message = str(err.value)
+    assert "monitor.metric='val/acc'" in message and "never logged" in message
+    assert (
+        "train_loss, val_loss" in message and "monitor.metric=val_loss monitor.mode=min" in message
+    )
+    assert "\n" not in message
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()  # not one step trained
+
+
+def test_an_optimized_metric_the_module_never_logs_is_refused_before_training(make_cfg):
+    cfg = make_cfg("train", [*FAST, "model=gan", "optimized_metric=val/acc_best"])
+    with pytest.raises(
+        ConfigError, match="optimized_metric='val/acc_best'.*optimized_metric=val/gap"
+    ):
+        train(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        ["optimizer.lr=0.01"],
+        ["optimizer=sgd"],
+        ["scheduler=cosine"],
+        ["+optimizer.momentum=0.9"],
+        ["seed=3", "scheduler.gamma=0.5"],
+    ],
+)
+def test_an_ignored_group_override_is_refused(make_cfg, typed):
+    cfg = make_cfg("train", ["model=autoencoder"])
+    with pytest.raises(ConfigError, match=r"changes nothing: model=src\.models\.autoencoder"):
+        check_ignored_groups(cfg, typed)
+    check_ignored_groups(make_cfg("train", ["model=mlp"]), typed)  # it takes both groups: fine
+    check_ignored_groups(cfg, ["model.lr=0.01", "seed=3"])  # the module's own argument: fine
+
+
+def test_the_dry_run_leaves_the_run_unchanged(tmp_path, cache_dir):
+    """The dry run that finds what a module logs puts the random state back: with it, the run's
+    numbers are those of a run that declares its metrics (and makes no dry run)."""
+    common = [*FAST, "trainer.max_epochs=1", "model=gan", "data.augment=true"]
+    checked = train(compose_config("train", tmp_path / "a", common, cache_dir))
+    declared = [*common, "model._target_=tests.test_any_module.DeclaredGAN"]
+    unchecked = train(compose_config("train", tmp_path / "b", declared, cache_dir))
+    assert checked == unchecked
+
+
+class DeclaredGAN(GAN):
+    """The example GAN, declaring what it logs (so no dry run is made)."""
+
+    LOGGED_METRICS = ("train/g_loss", "train/d_loss", "val/gap", "test/gap")
+
+
+# ---- a module of its own: other names, its own scheduler, nothing logged -------------------------
+def test_a_module_with_its_own_names_and_scheduler_trains(tmp_path, cache_dir):
+    out = tmp_path / "own"
+    metrics, log = train_logging_summary(
+        compose_config("train", out, [*FAST, PLOT, *own_module("SlashLastModule")], cache_dir)
+    )
+    assert {"loss/train", "loss/val", "loss/test"} <= set(metrics)
+    assert not any(k.endswith(("_step", "_epoch")) for k in metrics)
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert float(rows[1]["lr"]) == pytest.approx(float(rows[0]["lr"]) / 2)  # its StepLR ran
+    assert (out / "curves.png").is_file()
+    assert "loss/train_step" not in log and "[by loss/val, min]" in log
+
+
+def test_a_module_that_logs_nothing_still_completes(tmp_path, cache_dir):
+    out = tmp_path / "silent"
+    train(
+        compose_config(
+            "train",
+            out,
+            [
+                *FAST,
+                PLOT,
+                *own_module("SilentModule", None),
+                "callbacks.early_stopping=null",
+                "callbacks.model_checkpoint=null",
+            ],
+            cache_dir,
+        )
+    )
+    assert results(out)["status"] == "completed"
+    assert (out / "history.csv").is_file() and (out / "curves.png").is_file()
+
+
+def test_manual_optimization_nan_is_caught_and_blames_the_modules_own_lr(make_cfg):
+    cfg = make_cfg("train", [*FAST, "model=gan", "debug=nan_loss"])
+    with pytest.raises(NonFiniteLossError) as err:
+        train(cfg)
+    message = str(err.value)
+    assert "by epoch 0" in message and "model.lr" in message and "optimizer.lr" not in message
+    assert not list((Path(cfg.paths.output_dir) / "checkpoints").glob("*.ckpt"))
+
+
+# ---- decoded-data cache keys ----------------------------------------------------------------------
+class Blobs(InMemoryDataModule):
+    """A datamodule of the tests' own: its arguments decide what the data are."""
+
+    name = "blobs"
+    max_value = 1.0
+
+    def __init__(self, n_samples: int = 100, noise: float = 0.1, **kwargs) -> None:
+        super().__init__(num_classes=2, input_shape=[1, 2, 2], **kwargs)
+
+    def load_splits(self):
+        gen = torch.Generator().manual_seed(0)
+        n = self.hparams.n_samples
+        y = torch.arange(n) % 2
+        x = y.float().view(n, 1, 1, 1) + self.hparams.noise * torch.randn(n, 1, 2, 2, generator=gen)
+        return {"train": (x[: n // 2], y[: n // 2]), "test": (x[n // 2 :], y[n // 2 :])}
+
+
+def test_changing_a_datamodules_own_argument_changes_the_data(tmp_path):
+    def data(**kwargs):
+        dm = Blobs(cache_dir=str(tmp_path), val_size=0.2, **kwargs)
+        dm.setup("fit")
+        return dm.splits["train"][0]
+
+    first = data(n_samples=100, noise=0.1)
+    assert torch.equal(data(n_samples=100, noise=0.1), first)  # read back from the cache
+    assert len(list(tmp_path.glob("blobs-*.pt"))) == 1
+    assert len(data(n_samples=200, noise=0.1)) != len(first)
+    assert not torch.equal(data(n_samples=100, noise=0.3), first)
+    assert len(list(tmp_path.glob("blobs-*.pt"))) == 3
+    assert torch.equal(data(n_samples=100, noise=0.1, batch_size=7), first)  # batching: same cache
+    assert len(list(tmp_path.glob("blobs-*.pt"))) == 3
+
+
+# ---- the command line: sweeps, Optuna, kill -9, runs table (slow) ----------------------------------
+SWEEP_FAST = [
+    "trainer.max_epochs=2",
+    "extras.print_config=false",
+    "logger=csv",
+    "callbacks.model_summary=null",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.history.plot=false",
+]
+
+
+def cli(args: list[str], tmp_path: Path, ok: bool = True):
+    proc = run_cli(["src/train.py", *args, f"paths.log_dir={tmp_path}"], cwd=ROOT, timeout=600)
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def sweep_jobs(log_dir: Path) -> list[Path]:
+    (sweep,) = (log_dir / "train" / "multiruns").iterdir()
+    return sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_grid_sweep_over_the_modules_own_lr_then_the_runs_table(tmp_path, name):
+    cli(["-m", f"model={name}", "model.lr=0.0003,0.003", *SWEEP_FAST], tmp_path)
+    jobs = sweep_jobs(tmp_path)
+    _, test, _ = EXAMPLES[name]
+    done = [results(j) for j in jobs]
+    assert [d["status"] for d in done] == ["completed"] * 2
+    assert done[0]["metrics"][test] != done[1]["metrics"][test]  # the value took effect
+    sweep = jobs[0].parent
+    summary = (sweep / "summary.csv").read_text()
+    assert test in summary.splitlines()[0]
+    out = tmp_path / "table.csv"
+    assert runs_table([str(tmp_path), "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 and all(row[test] for row in rows)
+
+
+@pytest.mark.slow
+def test_a_sweep_of_an_ignored_group_is_refused_before_training(tmp_path):
+    proc = cli(
+        ["-m", "model=autoencoder", "optimizer.lr=1e-3,1e-2", *SWEEP_FAST], tmp_path, ok=False
+    )
+    jobs = sweep_jobs(tmp_path)
+    assert [results(j)["status"] for j in jobs] == ["failed"] * 2
+    assert all("changes nothing" in results(j)["error"]["message"] for j in jobs)
+    assert not any((j / "checkpoints").exists() for j in jobs)
+    assert "optimizer.lr=0.001 changes nothing" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_an_optuna_study_over_the_modules_own_arguments(tmp_path, name):
+    import optuna
+
+    args = ["hparams_search=autoencoder_optuna", f"model={name}", "hydra.sweeper.n_trials=3"]
+    args += ["hydra.sweeper.pruner=median", *SWEEP_FAST]
+    cli(args, tmp_path)
+    sweep = tmp_path / "train" / "optuna" / "autoencoder_optuna"
+    study = optuna.load_study(
+        study_name="autoencoder_optuna", storage=f"sqlite:///{sweep}/optuna.db"
+    )
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 3 and "FAIL" not in states
+    assert len({t.params["model.lr"] for t in study.trials}) == 3
+    assert all(t.intermediate_values for t in study.trials)  # the pruner heard every epoch
+
+
+@pytest.mark.slow
+def test_a_module_of_its_own_through_a_sweep(tmp_path):
+    cli(["-m", *own_module("SlashLastModule"), "+model.lr=0.01,0.1", *SWEEP_FAST], tmp_path)
+    jobs = sweep_jobs(tmp_path)
+    assert all(results(j)["status"] == "completed" for j in jobs) and len(jobs) == 2
+    assert "loss/test" in (jobs[0].parent / "summary.csv").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, cache_dir, name):
+    common = [*SWEEP_FAST, f"model={name}", "trainer.max_epochs=3", f"paths.cache_dir={cache_dir}"]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    cli([*common, f"hydra.run.dir={ref}"], tmp_path)
+    proc = cli(
+        [*common, *fault("SignalAt", name="KILL", epoch=2), f"hydra.run.dir={run}"],
+        tmp_path,
+        ok=False,
+    )
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "results.json").exists()
+    cli([f"resume={run}", "~callbacks.fault"], tmp_path)
+    assert results(run)["metrics"] == results(ref)["metrics"]
+    weights = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    expected = torch.load(ref / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(weights[k], expected[k]) for k in expected)
+
+
+def test_the_model_configs_say_what_they_monitor():
+    for name, (val, _, _) in EXAMPLES.items():
+        config = yaml.safe_load((ROOT / "configs" / "model" / f"{name}.yaml").read_text())
+        assert config["monitor"]["metric"] == val and config["optimized_metric"] == val
+        assert "optimizer" not in config["model"]  # they build their own
