@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from src.utils.metric_names import stage_of
 from tests.helpers import ROOT, run_cli
 
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
@@ -116,7 +117,7 @@ def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
         json.loads(p.read_text()) for p in (run_dir if resumed else logs).rglob("results.json")
     ]
     assert sorted(r["status"] for r in results) == expected_statuses(args), command
-    tested = [any(k.startswith("test/") for k in r["metrics"]) for r in results]  # acc, mse...
+    tested = [any(stage_of(k) == "test" for k in r["metrics"]) for r in results]  # test/acc, test_loss
     assert all(t for t, r in zip(tested, results, strict=True) if r["status"] == "completed")
 
 
