@@ -14,6 +14,7 @@ from src.run.cli import run_entry_point
 from src.run.lifecycle import open_run
 from src.run.summary import format_metrics
 from src.sweeps.job import run_job
+from src.utils.metric_names import stage_of
 
 
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float | str]:
@@ -22,7 +23,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
         cfg, datamodule, model = restore_run(cfg, overrides)  # the checkpoint's weights, loaded
         results = build_trainer(cfg).test(model, datamodule=datamodule)
         record.add_metrics(results[0] if results else {})
-        record.summary_rows = [("test", format_metrics(record.metrics, ("test/",)))]
+        tested = {k: v for k, v in record.metrics.items() if stage_of(k) == "test"}  # test_loss too
+        record.summary_rows = [("test", format_metrics(tested))]
     return record.metrics
 
 

@@ -117,7 +117,9 @@ def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
         json.loads(p.read_text()) for p in (run_dir if resumed else logs).rglob("results.json")
     ]
     assert sorted(r["status"] for r in results) == expected_statuses(args), command
-    tested = [any(stage_of(k) == "test" for k in r["metrics"]) for r in results]  # test/acc, test_loss
+    tested = [
+        any(stage_of(k) == "test" for k in r["metrics"]) for r in results
+    ]  # test/acc, test_loss
     assert all(t for t, r in zip(tested, results, strict=True) if r["status"] == "completed")
 
 
