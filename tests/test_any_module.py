@@ -398,3 +398,18 @@ def test_the_model_configs_say_what_they_monitor():
         config = yaml.safe_load((ROOT / "configs" / "model" / f"{name}.yaml").read_text())
         assert config["monitor"]["metric"] == val and config["optimized_metric"] == val
         assert "optimizer" not in config["model"]  # they build their own
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [["model=autoencoder"], ["model=gan", "trainer.strategy=ddp_find_unused_parameters_true"]],
+    ids=["autoencoder", "gan"],
+)
+def test_the_examples_under_ddp(tmp_path, args):
+    """Two CPU processes: rank 0 alone makes the dry run, before it starts rank 1."""
+    run = tmp_path / "run"
+    cli([*args, "trainer=ddp_sim", *SWEEP_FAST, f"hydra.run.dir={run}"], tmp_path)
+    done = results(run)
+    assert done["status"] == "completed"
+    assert any(k.startswith("test") and math.isfinite(v) for k, v in done["metrics"].items())

@@ -57,18 +57,23 @@ class GAN(pl.LightningModule):
         ones = real.new_ones(len(real), 1)
         zeros = real.new_zeros(len(real), 1)
 
+        # toggle_optimizer: only the stepped network's parameters require gradients meanwhile
+        self.toggle_optimizer(opt_g)
         fake = self.generator(self._noise(len(real)))
         g_loss = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)
         opt_g.zero_grad()
         self.manual_backward(g_loss)
         opt_g.step()
+        self.untoggle_optimizer(opt_g)
 
+        self.toggle_optimizer(opt_d)
         d_real = F.binary_cross_entropy_with_logits(self.discriminator(real), ones)
         d_fake = F.binary_cross_entropy_with_logits(self.discriminator(fake.detach()), zeros)
         d_loss = (d_real + d_fake) / 2
         opt_d.zero_grad()
         self.manual_backward(d_loss)
         opt_d.step()
+        self.untoggle_optimizer(opt_d)
         self.log_dict({"train/g_loss": g_loss, "train/d_loss": d_loss}, on_step=True, on_epoch=True)
 
     def _gap(self, batch, batch_idx: int) -> Tensor:
