@@ -79,6 +79,25 @@ class SilentModule(SlashLastModule):
         self._loss(batch)
 
 
+class ManualModule(SlashLastModule):
+    """Manual optimization with the names of `SlashLastModule`: steps its optimizer and scheduler."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        loss = self._loss(batch)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        self.log("loss/train", loss, on_step=True, on_epoch=True)
+
+    def on_train_epoch_end(self) -> None:
+        self.lr_schedulers().step()
+
+
 def own_module(target: str, monitor: str | None = "loss/val") -> list[str]:
     """Overrides for a module defined in this file, configured on the command line alone."""
     args = [
@@ -227,8 +246,21 @@ def test_a_module_with_its_own_names_and_scheduler_trains(tmp_path, cache_dir):
     assert not any(k.endswith(("_step", "_epoch")) for k in metrics)
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert float(rows[1]["lr"]) == pytest.approx(float(rows[0]["lr"]) / 2)  # its StepLR ran
+    assert "loss/train" in rows[0] and not any(k.endswith(("_step", "_epoch")) for k in rows[0])
     assert (out / "curves.png").is_file()
     assert "loss/train_step" not in log and "[by loss/val, min]" in log
+
+
+def test_a_manual_optimization_module_of_its_own_trains_and_its_nan_is_caught(tmp_path, cache_dir):
+    out = tmp_path / "manual"
+    metrics = train(compose_config("train", out, [*FAST, *own_module("ManualModule")], cache_dir))
+    assert {"loss/train", "loss/val", "loss/test"} <= set(metrics)
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert float(rows[1]["lr"]) == pytest.approx(float(rows[0]["lr"]) / 2)
+    bad = [*FAST, *own_module("ManualModule"), *fault("InfWeightAt", epoch=0, batch=3)]
+    with pytest.raises(NonFiniteLossError, match="model.lr") as err:
+        train(compose_config("train", tmp_path / "bad", bad, cache_dir))
+    assert "optimizer.lr" not in str(err.value)
 
 
 def test_a_module_that_logs_nothing_still_completes(tmp_path, cache_dir):
@@ -366,8 +398,9 @@ def test_an_optuna_study_over_the_modules_own_arguments(tmp_path, name):
 
 
 @pytest.mark.slow
-def test_a_module_of_its_own_through_a_sweep(tmp_path):
-    cli(["-m", *own_module("SlashLastModule"), "+model.lr=0.01,0.1", *SWEEP_FAST], tmp_path)
+@pytest.mark.parametrize("target", ["SlashLastModule", "ManualModule"])
+def test_a_module_of_its_own_through_a_sweep(tmp_path, target):
+    cli(["-m", *own_module(target), "+model.lr=0.01,0.1", *SWEEP_FAST], tmp_path)
     jobs = sweep_jobs(tmp_path)
     assert all(results(j)["status"] == "completed" for j in jobs) and len(jobs) == 2
     assert "loss/test" in (jobs[0].parent / "summary.csv").read_text()
