@@ -142,7 +142,13 @@ class InMemoryDataModule(pl.LightningDataModule):
         return self._loader("test", train=False)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Normalize every batch, and augment training batches, on the device they run on."""
+        """Normalize every batch, and augment training batches, on the device they run on.
+
+        Only `(inputs, targets)` batches, which this datamodule's loaders yield: anything else (a
+        module's `example_input_array`, which Lightning passes through this hook too) is left as it is.
+        """
+        if isinstance(batch, Tensor):
+            return batch
         x, y = batch
         x = self.normalize(x)
         if self.hparams.augment and self.trainer is not None and self.trainer.training:
