@@ -28,7 +28,7 @@ from src.run.lifecycle import open_run
 from src.run.summary import show_path
 from src.sweeps.job import run_job
 from src.utils.atomic import atomic_write_text
-from src.utils.errors import ExportError
+from src.utils.errors import ConfigError, ExportError
 
 
 def export_net(model: nn.Module, cfg: DictConfig, out: Path) -> list[str]:
@@ -52,6 +52,11 @@ def export(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, flo
         out = Path(cfg.paths.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         files = export_net(model, cfg, out)
+        if not files and not formats:
+            raise ConfigError(
+                f"export.formats=[] and {type(model).__name__} has no `net` submodule: nothing "
+                f"to export. Allowed: export.formats with any of {list(FILES)}."
+            )
         diffs, failed = export_model(
             model,
             datamodule,

@@ -416,3 +416,18 @@ def test_predict_on_a_full_disk_is_one_line_naming_the_tensor_file(small_disk, d
         predict(cfg, overrides=overrides)
     assert len(_rows(run / "predictions.csv")) == 40 and not (run / "predictions.pt").exists()
     assert not list(run.glob(".*.tmp")) and results(run)["error"]["type"] == "DiskFullError"
+
+
+@pytest.mark.parametrize(
+    ("task", "override", "message"),
+    [
+        ("predict", "output_file=out.txt", r"output_file='out.txt': unknown table format '.txt'"),
+        ("predict", "max_columns=0", r"max_columns=0 is not allowed"),
+        ("export", "export.formats=[]", r"export.formats=\[\] and TinyAutoEncoder has no `net`"),
+    ],
+)
+def test_settings_that_leave_nothing_to_write_are_one_line(
+    autoencoder, make_cfg, task, override, message
+):
+    with pytest.raises(ConfigError, match=message):
+        _run(task, make_cfg, autoencoder, override)
