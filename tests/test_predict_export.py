@@ -11,6 +11,7 @@ an own module names targets no file under configs/ does, so predict and export t
 
 import csv
 import json
+import logging
 import os
 import struct
 import zlib
@@ -211,19 +212,29 @@ def test_an_autoencoder_exports_its_forward_with_its_own_names(autoencoder, make
     assert [Path(f).name for f in results(out)["files"]] == ["model.ts", "model.onnx"]
 
 
-def test_a_plain_datamodule_gives_export_its_example_batch(dict_module, plain_classifier, make_cfg):
+def test_a_dict_forward_is_exported_under_its_keys_from_a_plain_datamodule_batch(
+    dict_module, make_cfg
+):
     import onnxruntime
 
-    _, _, out = _run("export", make_cfg, dict_module)
+    _, _, out = _run("export", make_cfg, dict_module, "export.formats=[onnx]")
     session = onnxruntime.InferenceSession(str(out / "model.onnx"))
     assert [o.name for o in session.get_outputs()] == ["code", "recon"]  # forward's dict keys
     assert [i.name for i in session.get_inputs()] == ["input"]
-    metrics, _, out = _run("export", make_cfg, plain_classifier)
+
+
+def test_a_plain_datamodule_exports_the_shipped_classifier(plain_classifier, make_cfg, caplog):
+    import onnxruntime
+
+    with caplog.at_level(logging.INFO, logger="src.models.exporters"):
+        metrics, _, out = _run("export", make_cfg, plain_classifier)
     for name in ("net.pt", "net.yaml", "model.ts", "model.onnx"):
         assert (out / name).stat().st_size > 0, name
     session = onnxruntime.InferenceSession(str(out / "model.onnx"))
     assert [o.name for o in session.get_outputs()] == ["logits"]  # the Classifier declares it
     assert metrics["export/onnx_max_abs_diff"] < 1e-4
+    checks = [r.getMessage() for r in caplog.records if "max abs difference" in r.getMessage()]
+    assert len(checks) == 2 and all("a batch of 8 (8 real predict samples)" in c for c in checks)
 
 
 def test_a_format_the_forward_cannot_take_is_one_line_and_the_others_are_kept(
