@@ -1,114 +1,107 @@
-"""Predict with a checkpoint: `python src/predict.py ckpt_path=PATH input=test|DIR|IMAGE|FILE.pt`.
+"""Predict with a checkpoint: `python src/predict.py ckpt_path=PATH [input=predict|test|val|train|DIR|IMAGE|FILE.pt]`.
 
-Like eval, the checkpoint carries its run's config, so nothing else is needed. Writes
-`predictions.csv` (one row per input: id, predicted class, its probability, every class's
-probability, and the true label for a split) and `results.json` into the run directory.
-The model runs in plain torch (no Trainer): one process, rows in input order, whatever strategy
-the checkpoint was trained with.
+Like eval, the checkpoint carries its run's config, so nothing else is needed. Any LightningModule:
+Lightning's `trainer.predict` runs the module's own `predict_step` (Lightning's default calls
+`forward`) on one device, on the datamodule's predict data (its `predict_dataloader`, else its
+`test_dataloader`), another split, or files (`src/data/predict_inputs.py`). What it returns is
+written as it is: one row per input in `predictions.csv` (plus `predictions.pt` for outputs too
+large for columns); class columns and `predict/acc` only for a module that declares its classes
+(the rule: `src/models/prediction_files.py`). `results.json` goes into the run directory.
 """
 
-import csv
 from pathlib import Path
-from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 import src.utils  # noqa: F401  (registers the config resolvers)
 from src.checkpoints.restore import restore_run
-from src.data.predict_inputs import PredictInputs, load_inputs
+from src.data.predict_inputs import load_inputs
+from src.models.prediction_files import (
+    CLASSIFIER,
+    REGRESSION,
+    check_output_file,
+    class_probabilities,
+    declared_classes,
+    prediction_kind,
+    write_classes,
+    write_outputs,
+    write_values,
+)
+from src.models.predictions import predict as run_predict
 from src.run.cli import run_entry_point
 from src.run.lifecycle import open_run
+from src.run.record import RunRecord
 from src.run.summary import format_metrics, show_path
 from src.sweeps.job import run_job
-from src.utils.atomic import atomic_open
-from src.utils.devices import torch_device
+from src.utils.errors import ConfigError
 
 
-@torch.inference_mode()
-def predict_outputs(
-    model: torch.nn.Module,
-    datamodule: Any,
-    inputs: PredictInputs,
-    batch_size: int,
-    device: torch.device,
-    regression: bool = False,
-) -> torch.Tensor:
-    """Softmax probabilities (N×classes), or predicted values (N×1) for a regression model, on the
-    CPU; raw inputs are normalized as in training."""
-    model = model.to(device)
-    chunks = []
-    for i in range(0, len(inputs.images), batch_size):
-        x = inputs.images[i : i + batch_size].to(device)
-        x = x.float() if inputs.normalized else datamodule.normalize(x)
-        out = model(x)
-        chunks.append((out if regression else out.softmax(dim=1)).cpu())
-    return torch.cat(chunks)
-
-
-def write_predictions(
-    path: Path, inputs: PredictInputs, probs: torch.Tensor, class_names: list[str]
-) -> None:
-    """One row per input: `id, predicted, class, probability, [label,] prob_0 … prob_{K-1}`."""
-    confidence, predicted = probs.max(dim=1)
-    labels = inputs.labels
-    header = ["id", "predicted", "class", "probability", *(["label"] if labels is not None else [])]
-    header += [f"prob_{k}" for k in range(probs.shape[1])]
-    with atomic_open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for i, id_ in enumerate(inputs.ids):
-            k = int(predicted[i])
-            name = class_names[k] if k < len(class_names) else str(k)
-            label = [int(labels[i])] if labels is not None else []
-            row = [id_, k, name, f"{float(confidence[i]):.6f}", *label]
-            writer.writerow(row + [f"{p:.6f}" for p in probs[i].tolist()])
-
-
-def write_values(path: Path, inputs: PredictInputs, values: torch.Tensor) -> None:
-    """One row per input of a regression model: `id, predicted, [label]`."""
-    labels = inputs.labels
-    with atomic_open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "predicted", *(["label"] if labels is not None else [])])
-        for i, id_ in enumerate(inputs.ids):
-            label = [f"{float(labels[i]):.6g}"] if labels is not None else []
-            writer.writerow([id_, f"{float(values[i].reshape(-1)[0]):.6g}", *label])
+def check_predict_config(cfg: DictConfig) -> None:
+    """`output_file` and `max_columns`, before the checkpoint is read."""
+    check_output_file(Path(cfg.output_file))
+    limit = cfg.get("max_columns")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"max_columns={limit!r} is not allowed: an integer >= 1.")
 
 
 def predict(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float | str]:
-    """Rebuild the checkpoint's model, predict `cfg.input`, write the CSV; return count (and acc)."""
+    """Rebuild the checkpoint's model, predict `cfg.input`, write the files; return count (and acc)."""
     with open_run("predict", cfg, model_path=str(cfg.ckpt_path)) as record:
+        check_predict_config(cfg)
         cfg, datamodule, model = restore_run(cfg, overrides)
         inputs = load_inputs(cfg.input, datamodule)
-        device = torch_device(str(cfg.trainer.get("accelerator", "auto")))
-        regression = getattr(datamodule, "task", "classification") == "regression"
-        outputs = predict_outputs(
-            model, datamodule, inputs, cfg.data.eval_batch_size, device, regression
-        )
+        accelerator = str(cfg.trainer.get("accelerator", "auto"))
+        batch_size = int(cfg.data.get("eval_batch_size") or cfg.data.get("batch_size") or 256)
+        predictions = run_predict(model, datamodule, inputs, accelerator, batch_size)
         output_file = Path(cfg.output_file)
-        record.add_metrics({"predict/count": len(inputs.ids)})
-        if regression:
-            write_values(output_file, inputs, outputs)
-            if inputs.labels is not None:
-                error = outputs.reshape(-1) - inputs.labels.float().reshape(-1)
-                record.add_metrics({"predict/mse": error.pow(2).mean()})
-        else:
-            names = list(getattr(datamodule, "class_names", []) or [])
-            write_predictions(output_file, inputs, outputs, names)
-            if inputs.labels is not None:
-                accuracy = (outputs.argmax(dim=1) == inputs.labels).float().mean()
-                record.add_metrics({"predict/acc": accuracy})
+        kind = prediction_kind(model, datamodule, predictions)
+        record.add_metrics({"predict/count": len(predictions.ids)})
+        files = write_predictions(record, kind, model, datamodule, predictions, output_file, cfg)
         record.extra.update(
-            input=str(cfg.input), input_kind=inputs.kind, predictions=str(output_file)
+            input=str(cfg.input),
+            input_kind=inputs.kind,
+            split=inputs.name if inputs.kind == "split" else None,
+            predicted_as=kind,
+            outputs={k: list(v.shape[1:]) for k, v in predictions.outputs.items()},
+            predictions=str(output_file),
+            tensors=str(files[1]) if len(files) > 1 else None,
+        )
+        shown = (
+            f"{inputs.name} ({inputs.kind})"
+            if inputs.kind == "split"
+            else f"{cfg.input} ({inputs.kind})"
         )
         record.summary_rows = [
-            ("input", f"{cfg.input} ({inputs.kind}), {len(inputs.ids)} item(s)"),
+            ("input", f"{shown}, {len(predictions.ids)} item(s)"),
+            ("predicted as", kind),
             ("metrics", format_metrics(record.metrics)),
-            ("predictions", show_path(output_file)),
+            *(("predictions", show_path(f)) for f in files),
         ]
     return record.metrics
+
+
+def write_predictions(
+    record: RunRecord, kind, model, datamodule, predictions, output_file, cfg
+) -> list[Path]:
+    """The table (and tensor file) for this kind of module, and its metrics against the targets."""
+    targets = predictions.targets
+    if kind == CLASSIFIER:
+        (scores,) = predictions.outputs.values()
+        probs = class_probabilities(scores)
+        write_classes(output_file, predictions, probs, declared_classes(model, datamodule) or [])
+        if targets is not None and not targets.is_floating_point():
+            record.add_metrics({"predict/acc": (probs.argmax(dim=1) == targets).float().mean()})
+        return [output_file]
+    if kind == REGRESSION:
+        (values,) = predictions.outputs.values()
+        values = values.reshape(-1).float()
+        write_values(output_file, predictions, values)
+        if targets is not None:
+            record.add_metrics({"predict/mse": (values - targets.float()).pow(2).mean()})
+        return [output_file]
+    tensor_file = write_outputs(output_file, predictions, int(cfg.max_columns))
+    return [output_file, *([tensor_file] if tensor_file else [])]
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")

@@ -368,5 +368,5 @@ def test_predict_and_export_from_the_command_line(run, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "export" / "export.log").read_text()
-    diffs = re.findall(r"max abs difference from PyTorch on a real batch of \d+: (\S+)", log)
+    diffs = re.findall(r"max abs difference from PyTorch on a batch of \d+ \(.*?\): (\S+)", log)
     assert len(diffs) == 2 and all(float(d) < 1e-4 for d in diffs)

@@ -37,6 +37,47 @@ def _pickle_calls_code(path: Path, limit: int = 64 << 20) -> bool:
         return False
 
 
+#: how torch names the callable a refused pickle would import ("Unsupported global: GLOBAL a.B was
+#: not an allowed global", "unsupported GLOBAL os.system whose module os is blocked")
+_NAMED_GLOBAL = re.compile(r"unsupported global:?\s*(?:GLOBAL\s+)?([\w.]+)", re.IGNORECASE)
+
+
+def read_torch_file(
+    path: Path,
+    subject: str,
+    allowed: str,
+    kind: str = "torch checkpoint",
+    error: type[Exception] = CheckpointError,
+) -> Any:
+    """`torch.load(path, weights_only=True)`; every failure is one `error` line naming `subject`
+    and what is `allowed`. A pickle that would run code is refused as such (what it names is
+    shown); torch's own advice to turn safe loading off is never passed on."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise error(
+            f"{subject} is not a readable {kind}: an empty file (0 bytes). Allowed: {allowed}."
+        )
+    try:
+        mmap = zipfile.is_zipfile(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        named = _NAMED_GLOBAL.search(str(err))
+        if named is None and not _pickle_calls_code(path):
+            raise error(
+                f"{subject} is not a readable {kind} (not written by torch.save): "
+                f"{_first_sentence(err)}. Allowed: {allowed}."
+            ) from None
+        detail = named.group(1) if named else "not a tensor or plain container"
+        raise error(
+            f"Refusing to load {subject}: it holds objects other than tensors and plain "
+            f"containers ({detail}), and unpickling them could run code. Allowed: {allowed}."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError) as err:
+        raise error(
+            f"{subject} is not a readable {kind} (truncated, or not written by torch.save): "
+            f"{_first_sentence(err)}. Allowed: {allowed}."
+        ) from None
+
+
 def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     """The checkpoint's contents; a checkpoint whose pickle would run code is refused, never run.
 
@@ -49,27 +90,11 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
             f"{key}={str(path)!r} does not exist (looked in {path.resolve()}). Pass the path of a "
             ".ckpt file, e.g. logs/train/runs/<run>/checkpoints/last.ckpt."
         )
-    try:
-        mmap = zipfile.is_zipfile(path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as err:
-        if "Unsupported global" not in str(err) and not _pickle_calls_code(path):
-            raise CheckpointError(
-                f"{path} is not a readable torch checkpoint (not written by torch.save): "
-                f"{_first_sentence(err)}. Allowed: a complete .ckpt written by src/train.py."
-            ) from None
-        found = re.search(r"WeightsUnpickler error:\s*([^\n]+?)(?:\. |\n|$)", str(err))
-        detail = found.group(1) if found else "not a tensor or plain container"
-        raise CheckpointError(
-            f"Refusing to load {path}: it holds objects other than tensors and plain containers "
-            f"({detail}), and unpickling them could run code. Allowed: checkpoints written by "
-            "src/train.py, which hold only tensors and plain containers."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError) as err:
-        raise CheckpointError(
-            f"{path} is not a readable torch checkpoint (truncated, or not written by torch.save): "
-            f"{_first_sentence(err)}. Allowed: a complete .ckpt written by src/train.py."
-        ) from None
+    checkpoint = read_torch_file(
+        path,
+        str(path),
+        "a complete .ckpt written by src/train.py, which holds only tensors and plain containers",
+    )
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict. Allowed: a .ckpt "

@@ -1,55 +1,68 @@
-"""What `predict.py input=…` reads: a dataset split, a folder of images (or one image), or a tensor file.
+"""What `predict.py input=…` reads: a split of the datamodule, a folder of images (or one image), or
+a tensor file.
 
-A split, image files and tensor files all end as raw images `N×C×H×W` at the dataset's pixel scale (what its `load_splits()` returns:
-0..255, or 0..16 for digits), so the datamodule's own `normalize` then treats them exactly as it
-treats its training data. Images are read with Pillow (installed with torchvision and matplotlib).
+- A split (`predict`, `test`, `val`, `train`; `src/data/loaders.py`): the datamodule's own
+  dataloader, its batches exactly as it yields them (its batch hooks run too).
+- Files become a batch tensor `N×…` the module takes as its input:
+  - a datamodule with `normalize(x)` (ours: `src/data/in_memory.py`) takes raw samples at its
+    dataset's pixel scale (what its `load_splits()` returns: 0..255, 0..16 for digits) and its
+    `input_shape`; images are rescaled to that scale, then everything goes through `normalize`,
+    exactly as its training data does;
+  - any other datamodule: the sample shape is that of one of its own batches; each image goes
+    through the datamodule's `transform` attribute as a PIL image when it has one (what
+    torchvision datasets do per sample), else becomes floats in 0..1 (torchvision's `ToTensor`);
+    a tensor file is taken as it is (already what the module takes).
+Images are read with Pillow; one that declares more pixels than Pillow's decompression-bomb limit
+(`PIL.Image.MAX_IMAGE_PIXELS`) is refused before it is decoded.
 """
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from src.checkpoints.load import read_torch_file
 from src.data.images import MODES, read_image
-from src.data.in_memory import InMemoryDataModule
+from src.data.loaders import SPLITS, input_samples, split_loader
 from src.utils.errors import ConfigError
 
-SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TENSOR_SUFFIXES = (".pt", ".pth")
 
 
 @dataclass
 class PredictInputs:
-    """Images to predict, with an id per image and the true labels where the input has them."""
+    """A split's dataloader, or samples read from files with one id each."""
 
-    ids: list[str]
-    images: Tensor  # N×C×H×W at the raw pixel scale of the dataset (uint8 or float)
-    labels: Tensor | None = None
-    kind: str = "split"
-    normalized: bool = (
-        False  # True: ready for the network; False (every kind here): needs `normalize`
-    )
+    kind: str  # "split" | "images" | "tensor"
+    name: str  # the split that runs, or the file / folder read
+    loader: Any = None  # a split: the datamodule's dataloader
+    samples: Tensor | None = None  # files: N×… as the module takes them
+    ids: list[str] = field(default_factory=list)  # files: one per sample
 
 
 def allowed() -> str:
     return (
         f"a split ({', '.join(SPLITS)}), a folder of images ({', '.join(IMAGE_SUFFIXES)}), "
-        f"one image, or a tensor file ({', '.join(TENSOR_SUFFIXES)}) of N×C×H×W images"
+        f"one image, or a tensor file ({', '.join(TENSOR_SUFFIXES)}) of N samples"
     )
 
 
-def load_inputs(value: str, datamodule: InMemoryDataModule) -> PredictInputs:
-    """Read `input=value` into images shaped like the datamodule's (`data.input_shape`)."""
+def load_inputs(value: str, datamodule: pl.LightningDataModule) -> PredictInputs:
+    """Read `input=value` (see the module docstring)."""
     value = str(value)
     if value in SPLITS:
-        return _split(value, datamodule)
+        name, loader = split_loader(datamodule, value)
+        return PredictInputs("split", name, loader=loader)
     path = Path(value)
     if path.is_dir():
-        return _image_folder(path, datamodule)
+        return _images(_image_files(path), path, datamodule, str(path))
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        return _images([path], path.parent, datamodule)
+        return _images([path], path.parent, datamodule, str(path))
     if path.is_file() and path.suffix.lower() in TENSOR_SUFFIXES:
         return _tensor_file(path, datamodule)
     what = (
@@ -60,14 +73,7 @@ def load_inputs(value: str, datamodule: InMemoryDataModule) -> PredictInputs:
     )
 
 
-def _split(name: str, datamodule: InMemoryDataModule) -> PredictInputs:
-    datamodule.setup("predict")
-    images, labels = datamodule.splits[name]  # raw (uint8), normalized per batch like in training
-    ids = [f"{name}/{i}" for i in range(len(labels))]
-    return PredictInputs(ids, images.cpu(), labels.cpu(), "split")
-
-
-def _image_folder(folder: Path, datamodule: InMemoryDataModule) -> PredictInputs:
+def _image_files(folder: Path) -> list[Path]:
     files = sorted(
         p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
@@ -76,57 +82,113 @@ def _image_folder(folder: Path, datamodule: InMemoryDataModule) -> PredictInputs
             f"input={str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}, searched "
             f"recursively). Allowed: {allowed()}."
         )
-    return _images(files, folder, datamodule)
+    return files
 
 
-def _images(files: list[Path], root: Path, datamodule: InMemoryDataModule) -> PredictInputs:
+def _sample_shape(datamodule: pl.LightningDataModule) -> tuple[int, ...]:
+    """One sample's shape: the datamodule's `input_shape` where it declares one, else that of
+    its own predict (else test) batches."""
+    declared = getattr(datamodule, "input_shape", None)
+    if declared is not None:
+        return tuple(int(n) for n in declared)
+    return tuple(input_samples(datamodule, 1)[1].shape[1:])
+
+
+def _images(
+    files: list[Path], root: Path, datamodule: pl.LightningDataModule, value: str
+) -> PredictInputs:
     """Decode, convert to the data's channels (L or RGB), resize to its H×W (area average when
-    shrinking, bilinear when enlarging), rescale 0..255 to the dataset's pixel scale."""
+    shrinking, bilinear when enlarging), then scale as the module docstring says."""
     import numpy as np
 
-    if len(datamodule.input_shape) != 3:
+    shape = _sample_shape(datamodule)
+    if len(shape) != 3 or shape[0] not in MODES:
         raise ConfigError(
-            f"input: the run's data are not images (data.input_shape="
-            f"{list(datamodule.input_shape)}); allowed: a split (test, val, train) or a tensor file."
+            f"input={value!r}: the model's inputs are not 1- or 3-channel images (one sample is "
+            f"{list(shape)}); allowed: a split ({', '.join(SPLITS)}) or a tensor file."
         )
-    channels, height, width = datamodule.input_shape
-    if channels not in MODES:
-        raise ConfigError(
-            f"data.input_shape={list(datamodule.input_shape)}: images can be read for 1 or 3 "
-            f"channels only; give a tensor file (.pt) for {channels} channels."
-        )
-    arrays = []
-    for file in files:
-        try:  # the same conversion and resizing as an image folder's training data
-            arrays.append(read_image(file, channels, (height, width)))
-        except OSError as err:
-            raise ConfigError(f"input: cannot read image {file}: {err}") from None
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    if datamodule.max_value != 255:  # e.g. digits: 0..255 file pixels → the dataset's 0..16
-        images = images.float() * (datamodule.max_value / 255.0)
+    channels, height, width = shape
+    arrays = [_read(file, channels, (height, width)) for file in files]
     ids = [str(f.relative_to(root)) for f in files]
-    return PredictInputs(ids, images, None, "images")
+    normalize = getattr(datamodule, "normalize", None)
+    if callable(normalize):
+        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        max_value = float(getattr(datamodule, "max_value", 255.0))
+        if max_value != 255:  # e.g. digits: 0..255 file pixels → the dataset's 0..16
+            images = images.float() * (max_value / 255.0)
+        return PredictInputs("images", value, samples=normalize(images), ids=ids)
+    transform = getattr(datamodule, "transform", None)
+    samples = [_transformed(a, transform, shape, f) for a, f in zip(arrays, files, strict=True)]
+    return PredictInputs("images", value, samples=torch.stack(samples), ids=ids)
 
 
-def _tensor_file(path: Path, datamodule: InMemoryDataModule) -> PredictInputs:
-    """`torch.save(images, path)`: N×C×H×W (or one C×H×W image) at the dataset's raw pixel scale
-    (uint8 0..255 for MNIST/CIFAR, 0..16 for digits: what `load_splits()` returns)."""
-    try:
-        images = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ConfigError(f"input={str(path)!r} is not a readable tensor file: {err}") from None
-    if not isinstance(images, Tensor):
+def _read(file: Path, channels: int, size: tuple[int, int]):
+    from PIL import Image
+
+    try:  # the same conversion and resizing as an image folder's training data
+        with warnings.catch_warnings():  # Pillow only warns between 1x and 2x its limit
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return read_image(file, channels, size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ConfigError(
-            f"input={str(path)!r} holds a {type(images).__name__}, not a tensor; save one "
-            f"N×C×H×W tensor: torch.save(images, {path.name!r})."
-        )
-    expected = tuple(datamodule.input_shape)
-    if images.dim() == len(expected):
-        images = images.unsqueeze(0)
-    if tuple(images.shape[1:]) != expected or images.is_complex() or images.dtype == torch.bool:
+            f"input: image {file} is refused: {_first_line(err)} Allowed: images of at most "
+            f"{Image.MAX_IMAGE_PIXELS} pixels (Pillow's decompression-bomb limit)."
+        ) from None
+    except Exception as err:  # whatever Pillow raises for a file it cannot decode
+        raise ConfigError(f"input: cannot read image {file}: {_first_line(err)}") from None
+
+
+def _transformed(array, transform: Any, shape: tuple[int, ...], file: Path) -> Tensor:
+    from PIL import Image
+
+    if not callable(transform):
+        return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+    image = Image.fromarray(array[..., 0] if shape[0] == 1 else array)
+    sample = transform(image)
+    if not isinstance(sample, Tensor) or tuple(sample.shape) != shape:
+        got = list(sample.shape) if isinstance(sample, Tensor) else type(sample).__name__
         raise ConfigError(
-            f"input={str(path)!r} holds a {images.dtype} tensor of shape {list(images.shape)}; "
-            f"allowed: uint8 or float N×{'×'.join(map(str, expected))} (data.input_shape)."
+            f"input: the datamodule's transform turned image {file} into {got}, not a tensor "
+            f"of the model's input shape {list(shape)}; give a tensor file instead."
         )
-    ids = [f"{path.name}/{i}" for i in range(len(images))]
-    return PredictInputs(ids, images, None, "tensor")
+    return sample
+
+
+def _tensor_file(path: Path, datamodule: pl.LightningDataModule) -> PredictInputs:
+    """`torch.save(samples, path)`: N×… (or one sample); see the module docstring for its scale."""
+    subject = f"input={str(path)!r}"
+    samples = read_torch_file(
+        path,
+        subject,
+        "a file written by torch.save(tensor) holding N samples",
+        kind="tensor file",
+        error=ConfigError,
+    )
+    if not isinstance(samples, Tensor):
+        raise ConfigError(
+            f"{subject} holds a {type(samples).__name__}, not a tensor; save one tensor of N "
+            f"samples: torch.save(samples, {path.name!r})."
+        )
+    expected = _sample_shape(datamodule)
+    if samples.dim() == len(expected):
+        samples = samples.unsqueeze(0)
+    shown = "×".join(map(str, expected))
+    if tuple(samples.shape[1:]) != expected or samples.is_complex() or samples.dtype == torch.bool:
+        raise ConfigError(
+            f"{subject} holds a {samples.dtype} tensor of shape {list(samples.shape)}; "
+            f"allowed: uint8 or float N×{shown} (the model's input)."
+        )
+    if len(samples) == 0:
+        raise ConfigError(
+            f"{subject} holds no samples (shape {list(samples.shape)}); allowed: N×{shown}, N >= 1."
+        )
+    normalize = getattr(datamodule, "normalize", None)
+    if callable(normalize):
+        samples = normalize(samples)
+    ids = [f"{path.name}/{i}" for i in range(len(samples))]
+    return PredictInputs("tensor", str(path), samples=samples, ids=ids)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

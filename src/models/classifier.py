@@ -31,6 +31,9 @@ class Classifier(SupervisedModule):
     }
     TRAIN_SUMS = {"acc": _correct}
     BEST = ("acc", "max")
+    #: the exported model's input and output names (export.py; README: input `images`, output `logits`)
+    input_names = ["images"]
+    output_names = ["logits"]
 
     def __init__(
         self,

@@ -35,6 +35,9 @@ class Regressor(SupervisedModule):
     }
     TRAIN_SUMS = {"mse": _squared_error, "mae": _absolute_error}
     BEST = ("mse", "min")
+    #: the exported model's input and output names (export.py): `forward` is in the target's units
+    input_names = ["features"]
+    output_names = ["prediction"]
 
     def __init__(
         self,

@@ -128,6 +128,11 @@ def _hint(cfg: DictConfig, key: str, typed: str) -> str | None:
         is not _ABSENT
     ):
         return None
+    parent_key, _, last = key.rpartition(".")
+    holder = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    # a key whose value is ??? (ckpt_path: ???) is a key: `in` says False for it, keys() lists it
+    if isinstance(holder, DictConfig) and last in holder.keys():  # noqa: SIM118
+        return None
     parts = key.split(".")
     depth = len(parts) - 1
     while depth > 0 and not isinstance(OmegaConf.select(cfg, ".".join(parts[:depth])), DictConfig):

@@ -106,10 +106,15 @@ def _disk_full(exc: BaseException) -> OSError | None:
     return None
 
 
-def _disk_full_error(err: OSError, output_dir: Path) -> DiskFullError:
+def _disk_full_error(err: OSError, output_dir: Path, task: str = "train") -> DiskFullError:
     from src.checkpoints.resume import newest_whole_checkpoint
 
     where = f" while writing {err.filename}" if err.filename else ""
+    if task != "train":  # eval, predict, export: nothing to resume, nothing half-written kept
+        return DiskFullError(
+            f"No space left on device{where}; nothing half-written was kept. Free some space, "
+            f"then run src/{task}.py again."
+        )
     newest = newest_whole_checkpoint(output_dir)
     keep = (
         f"Newest good checkpoint: {newest}; free some space, then continue with "
@@ -175,7 +180,9 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             full = _disk_full(exc)
             if full is not None:  # a nested run's (a fold's) own message names its checkpoint
                 error = (
-                    exc if isinstance(exc, DiskFullError) else _disk_full_error(full, output_dir)
+                    exc
+                    if isinstance(exc, DiskFullError)
+                    else _disk_full_error(full, output_dir, task)
                 )
                 record.error = _error_info(error, None)
                 raise error from None
