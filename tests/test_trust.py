@@ -71,7 +71,6 @@ def start_and_wait_for(code: str, arg: Path, ready: str) -> subprocess.Popen:
 PLACES = {
     "model.net": lambda rc, node: rc["model"].__setitem__("net", node),
     "data": lambda rc, node: rc.__setitem__("data", node),
-    "trainer.plugins[0]": lambda rc, node: rc["trainer"].__setitem__("plugins", [node]),
     "model.optimizer (_partial_)": lambda rc, node: rc["model"].__setitem__(
         "optimizer", {**node, "_partial_": True}
     ),
@@ -101,19 +100,21 @@ def test_project_targets_are_read_from_the_config_files():
 
 
 def test_trusting_a_target_is_explicit_and_exact(trained, tmp_path):
-    environment = "lightning_fabric.plugins.environments.LightningEnvironment"
+    environment = "torch.optim.NAdam"  # a real optimizer no config under configs/ names
     path = crafted_checkpoint(
         trained,
         tmp_path,
-        lambda rc: rc["trainer"].__setitem__("plugins", [{"_target_": environment}]),
+        lambda rc: rc["model"].__setitem__(
+            "optimizer", {"_target_": environment, "_partial_": True, "lr": 0.001}
+        ),
     )
-    for trusted in ("[]", "[lightning_fabric]", "[lightning_fabric.plugins.environments]"):
+    for trusted in ("[]", "[torch]", "[torch.optim]"):
         cfg = compose_config(
             "eval",
             tmp_path / f"no{len(trusted)}",
             [f"ckpt_path={path}", f"trusted_targets={trusted}", *QUIET],
         )
-        with pytest.raises(UntrustedTargetError, match="LightningEnvironment"):
+        with pytest.raises(UntrustedTargetError, match="NAdam"):
             evaluate(cfg, overrides=[])
     cfg = compose_config(
         "eval", tmp_path / "yes", [f"ckpt_path={path}", f"trusted_targets=[{environment}]", *QUIET]
