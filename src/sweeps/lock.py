@@ -6,11 +6,14 @@ overrides end up beside another job's config and results. `SweepLock` is a Hydra
 (basic, joblib, submitit, gpu_pool, Optuna) passes through it before any job starts: the first
 sweep holds `flock` on `<sweep_dir>/.sweep.lock` until it ends; a second one exits at once with
 one line, having written nothing. The lock dies with its process (SIGKILL included), so a sweep
-resumed later into its own directory (a resumed Optuna study) takes it again.
+resumed later into its own directory (a resumed Optuna study) takes it again. A sweep refused after
+it took the lock (a bad sweeper setting) leaves no directory behind: at exit, the folders its lock
+created are removed again if they hold nothing but the lock file.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -26,6 +29,8 @@ SWEEP_LOCK_FILE = ".sweep.lock"
 
 #: sweep directories this process holds (descriptor of each lock)
 _held: dict[Path, int] = {}
+#: sweep directory -> the outermost folder its lock created (removed at exit if still unused)
+_created: dict[Path, Path] = {}
 
 
 def _describe(path: Path) -> str:
@@ -42,6 +47,7 @@ def lock_sweep_dir(sweep_dir: str | Path) -> None:
     if sweep_dir in _held:
         return
     path = sweep_dir / SWEEP_LOCK_FILE
+    outermost = next((p for p in [*reversed(sweep_dir.parents), sweep_dir] if not p.exists()), None)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -60,12 +66,33 @@ def lock_sweep_dir(sweep_dir: str | Path) -> None:
     }
     os.write(fd, json.dumps(info).encode())
     _held[sweep_dir] = fd
+    if outermost is not None:
+        if not _created:
+            atexit.register(_remove_unused)
+        _created[sweep_dir] = outermost
 
 
 def unlock_sweep_dir(sweep_dir: str | Path) -> None:
     fd = _held.pop(Path(sweep_dir).resolve(), None)
     if fd is not None:
         os.close(fd)
+
+
+def _remove_unused() -> None:
+    """Remove the folders a lock created for a sweep that never wrote into them."""
+    for sweep_dir, outermost in list(_created.items()):
+        try:
+            if [p.name for p in sweep_dir.iterdir()] != [SWEEP_LOCK_FILE]:
+                continue
+            (sweep_dir / SWEEP_LOCK_FILE).unlink()
+            folder = sweep_dir
+            while True:
+                folder.rmdir()  # only ever an empty folder
+                if folder == outermost:
+                    break
+                folder = folder.parent
+        except OSError:
+            continue
 
 
 class SweepLock(Callback):
