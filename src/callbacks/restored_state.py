@@ -7,8 +7,8 @@ Lightning restores every callback's state from the checkpoint it resumes (`resum
   `best_k_models` (and compares `dirpath`), then *deletes* the files they name when better
   checkpoints replace them, and tests the one `best_model_path` names. Before any callback loads
   its state, every stored path of every callback (keys ending in `path`, `dir`, `file`,
-  `filename`, `uri`, `url`, and the keys of `*_models` dicts) that is not inside this run's
-  directory is dropped with a warning (a string becomes "", a dict entry is removed): nothing
+  `filename`, `uri`, `url`, the keys of `*_models` dicts, and any absolute path or URI under any
+  other name) that is not inside this run's directory is dropped with a warning (a string becomes "", a dict entry is removed): nothing
   outside the run is ever loaded or deleted because a checkpoint said so.
 - Settings. EarlyStopping restores `patience` over the value configured now. After the restore,
   every attribute of a callback that is one of its constructor's arguments (`patience`,
@@ -44,10 +44,17 @@ def _inside(path: str, root: Path) -> bool:
     return target == root or root in target.parents
 
 
+def _looks_like_a_path(text: str) -> bool:
+    return text.startswith(("/", "~", "file:")) or "://" in text
+
+
 def drop_foreign_paths(node: Any, root: Path, where: str, dropped: list[str]) -> Any:
     """`node` with every stored path outside `root` removed; `dropped` gets `key=path` of each."""
     if isinstance(node, list):
         return [drop_foreign_paths(v, root, f"{where}[{i}]", dropped) for i, v in enumerate(node)]
+    if isinstance(node, str) and _looks_like_a_path(node) and not _inside(node, root):
+        dropped.append(f"{where}={node!r}")  # a path under any name (a list of files, …)
+        return ""
     if not isinstance(node, dict):
         return node
     out: dict[Any, Any] = {}

@@ -60,7 +60,9 @@ def refuse_new_run_in_existing_dir(args: list[str], task: str) -> None:
         return
     if any(a.startswith("resume=") and a.split("=", 1)[1] not in ("", "null") for a in args):
         return
-    typed = [a.split("=", 1)[1].strip("'\"") for a in args if a.startswith("hydra.run.dir=")]
+    typed = [
+        a.split("=", 1)[1].strip("'\"") for a in args if a.lstrip("+").startswith("hydra.run.dir=")
+    ]
     if not typed:
         return
     run_dir = Path(typed[-1]).expanduser()
