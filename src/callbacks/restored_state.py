@@ -8,8 +8,11 @@ Lightning restores every callback's state from the checkpoint it resumes (`resum
   checkpoints replace them, and tests the one `best_model_path` names. Before any callback loads
   its state, every stored path of every callback (keys ending in `path`, `dir`, `file`,
   `filename`, `uri`, `url`, the keys of `*_models` dicts, and any absolute path or URI under any
-  other name) that is not inside this run's directory is dropped with a warning (a string becomes "", a dict entry is removed): nothing
-  outside the run is ever loaded or deleted because a checkpoint said so.
+  other name) that is not inside this run's directory is dropped with a warning (a string becomes
+  "", a dict entry is removed): nothing outside the run is ever loaded or deleted because a
+  checkpoint said so. A run directory that was moved or copied keeps its own files: a path in the
+  state's old `dirpath` whose file is at the same place under `<run>/checkpoints` is re-derived
+  there (a regular file inside the run, never a symlink).
 - Settings. EarlyStopping restores `patience` over the value configured now. After the restore,
   every attribute of a callback that is one of its constructor's arguments (`patience`,
   `min_delta`, `mode`, `save_top_k`, `monitor`, …) and that the restore changed is set back to the
@@ -48,6 +51,28 @@ def _looks_like_a_path(text: str) -> bool:
     return text.startswith(("/", "~", "file:")) or "://" in text
 
 
+def _in_moved_run(path: str, state: dict, root: Path) -> str | None:
+    """The same file in this run, for a run directory that was moved or copied: `path` lies in the
+    state's old `dirpath`, and that file, at the same place relative to `<run>/checkpoints`, is a
+    regular file inside the run. None otherwise."""
+    old = state.get("dirpath")
+    if not isinstance(old, str) or not old or "://" in path:
+        return None
+    try:
+        relative = Path(path).relative_to(old)
+    except ValueError:
+        return None
+    here = root / "checkpoints" / relative
+    if (
+        ".." in relative.parts
+        or not here.is_file()
+        or here.is_symlink()
+        or not _inside(str(here), root)
+    ):
+        return None
+    return str(here)
+
+
 def drop_foreign_paths(node: Any, root: Path, where: str, dropped: list[str]) -> Any:
     """`node` with every stored path outside `root` removed; `dropped` gets `key=path` of each."""
     if isinstance(node, list):
@@ -72,6 +97,8 @@ def drop_foreign_paths(node: Any, root: Path, where: str, dropped: list[str]) ->
         elif _PATH_KEY.search(name) and isinstance(value, str) and value:
             if _inside(value, root):
                 out[key] = value
+            elif name != "dirpath" and (moved := _in_moved_run(value, node, root)) is not None:
+                out[key] = moved
             else:
                 out[key] = ""
                 dropped.append(f"{here}={value!r}")
