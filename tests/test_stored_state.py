@@ -461,3 +461,15 @@ def test_a_second_sweep_through_the_command_line_touches_nothing(tmp_path):
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "in use by another sweep" in proc.stderr and "Traceback" not in proc.stderr
     assert tree(sweep) == before
+
+
+def test_a_moved_run_keeps_its_own_best_checkpoint(trained, tmp_path):
+    """A copied run directory: its checkpoints' stored paths name the old place; the files of the
+    same names in this run are the ones meant (re-derived there, never the old ones)."""
+    run = tmp_path / "moved"
+    shutil.copytree(trained, run)
+    args = expand_resume_args([f"resume={run}", "trainer.max_epochs=1"])  # nothing left to train
+    train(compose_config("train", run, args))
+    best = results(run)["best_model_path"]
+    assert best is not None and Path(best).parent == run / "checkpoints"
+    assert "test/acc" in results(run)["metrics"]
