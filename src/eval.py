@@ -1,7 +1,8 @@
 """Test a checkpoint: `python src/eval.py ckpt_path=PATH` needs nothing else.
 
-The checkpoint carries its run's resolved config, so the same data, model and trainer are rebuilt;
-overrides typed here (`data.batch_size=256`, `trainer=gpu`) apply on top.
+The checkpoint carries its run's resolved config, so the same model and data values are rebuilt
+(trainer, callbacks, loggers and paths are this clone's); overrides typed here
+(`data.batch_size=256`, `trainer=gpu`) apply on top.
 """
 
 import hydra

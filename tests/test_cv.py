@@ -351,7 +351,9 @@ def test_kill_during_a_fold_then_resume_finishes_only_that_fold_and_the_rest(tmp
     assert not (run / "results.json").exists()
     kept = {p: p.stat().st_mtime_ns for p in (run / "fold_0").rglob("*")}
 
-    code, out = cli_train([f"resume={run}", "~callbacks.fault"], tmp_path)
+    # the cache is typed again: a run directory's overrides never set a place (docs/faults.md T4)
+    resume = [f"resume={run}", "~callbacks.fault", f"paths.cache_dir={cache_dir}"]
+    code, out = cli_train(resume, tmp_path)
     assert code == 0, out[-3000:]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert results(run / "fold_1")["resumed_from"].endswith("fold_1/checkpoints/last.ckpt")

@@ -297,7 +297,10 @@ def test_kill_9_before_the_first_checkpoint_then_resume(tmp_path):
     assert set(ids) == {"mlflow", "wandb"}
     assert not [p for p in run.iterdir() if p.name.startswith(f".{RUN_IDS_FILE}")]  # no temp left
     # without the fault, which the run directory (its overrides) would otherwise bring back
-    resumed = run_cli(["src/train.py", f"resume={run}", "~callbacks.fault"])
+    # paths.log_dir typed again: a run directory's overrides never set a place (docs/faults.md T4)
+    resumed = run_cli(
+        ["src/train.py", f"resume={run}", "~callbacks.fault", f"paths.log_dir={tmp_path}"]
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((run / RUN_IDS_FILE).read_text()) == ids
     assert val_epochs(csv_rows(run)) == [0, 1]

@@ -222,7 +222,9 @@ def test_sigkill_after_epoch_k_then_resume_matches_an_uninterrupted_run(tmp_path
     assert checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 1
     assert not (run / "results.json").exists()  # a killed run is never mistaken for a result
 
-    code, out = cli_train([f"resume={run}", "~callbacks.fault"], tmp_path)  # no overrides retyped
+    # no overrides retyped but the places, which a run directory never sets (docs/faults.md T4)
+    places = [f"paths.cache_dir={cache_dir}", f"paths.log_dir={tmp_path}"]
+    code, out = cli_train([f"resume={run}", "~callbacks.fault", *places], tmp_path)
     assert code == 0, out[-3000:]
     assert "Resuming from" in (run / "train.log").read_text()
     assert results(run)["metrics"] == results(ref)["metrics"]
@@ -241,7 +243,9 @@ def test_resume_of_a_ddp_run_through_the_command_line(tmp_path, cache_dir):
     code, out = cli_train([*common, "trainer.max_epochs=1"], tmp_path)
     assert code == 0, out[-3000:]
     (run,) = (tmp_path / "train" / "runs").iterdir()
-    code, out = cli_train([f"resume={run}", "trainer.max_epochs=2"], tmp_path)
+    # places are typed again: a run directory's overrides never set them (docs/faults.md T4)
+    places = [f"paths.cache_dir={cache_dir}", f"paths.log_dir={tmp_path}"]
+    code, out = cli_train([f"resume={run}", "trainer.max_epochs=2", *places], tmp_path)
     assert code == 0, out[-3000:]
     assert results(run)["status"] == "completed" and results(run)["resumed_from"]
     assert [int(r["epoch"]) for r in history(run)] == [0, 1]

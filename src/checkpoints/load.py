@@ -85,6 +85,13 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     loads it again costs little memory.
     """
     path = Path(path)
+    if (
+        path.exists() and not path.is_file()
+    ):  # a directory or a FIFO: never opened (a FIFO would wait)
+        raise ConfigError(
+            f"{key}={str(path)!r} is not a regular file. Pass the path of a .ckpt file, e.g. "
+            "logs/train/runs/<run>/checkpoints/last.ckpt."
+        )
     if not path.is_file():
         raise ConfigError(
             f"{key}={str(path)!r} does not exist (looked in {path.resolve()}). Pass the path of a "

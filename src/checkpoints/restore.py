@@ -1,8 +1,10 @@
 """Rebuild a trained run from its checkpoint alone (eval, predict, export).
 
-The checkpoint carries its run's resolved config (`src.checkpoints.run_config`). The keys that
-define *what* the run computes come from there; this command's own keys (paths, ckpt_path, export
-settings…) and whatever the user typed come on top. Every `_target_` of the result is checked
+The checkpoint carries its run's resolved config (`src.checkpoints.run_config`). From it come the
+model and the data's *values* only (`stored_values.RESTORED_ROOTS`, with every location key
+re-derived from this clone's `paths` and `download` false, and no interpolation resolved);
+trainer, callbacks, loggers, profiler and every path come from this command's own config and run
+directory, and whatever the user typed comes on top. Every `_target_` of the result is checked
 (`target_policy`) before anything is built; then the datamodule and the model are built and the
 weights loaded. No Trainer here: predict and export run the plain model on one device, whatever
 strategy it was trained with.
@@ -16,13 +18,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.checkpoints.load import load_checkpoint
 from src.checkpoints.run_config import read_run_config
+from src.checkpoints.stored_values import (
+    RESTORED_ROOTS,
+    rederive_locations,
+    refuse_interpolations,
+)
 from src.checkpoints.target_policy import check_targets, trusted_targets
 from src.checkpoints.verify import check_compatible
 from src.run.setup import prepare_run
 from src.run.validate import validate_config
+from src.utils.logging_utils import get_logger
+
+log = get_logger(__name__)
 
 #: the keys that define *what* a run computes; eval/predict/export take them from the checkpoint
-STORED_KEYS = ("seed", "data", "model", "optimizer", "scheduler", "trainer", "monitor")
+STORED_KEYS = RESTORED_ROOTS
 
 
 def task_overrides() -> list[str]:
@@ -30,6 +40,21 @@ def task_overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def stored_values(stored: DictConfig, source: str) -> dict[str, Any]:
+    """The whitelisted part of a checkpoint's config, as plain values in this clone's places."""
+    plain = OmegaConf.to_container(stored, resolve=False)  # reading a node would resolve it
+    assert isinstance(plain, dict)
+    taken = {key: plain[key] for key in STORED_KEYS if key in plain}
+    refuse_interpolations(taken, source)
+    changed: list[str] = []
+    placed = {key: rederive_locations(value, key, changed) for key, value in taken.items()}
+    if changed:
+        log.info(
+            "%s: from this clone's paths, not the checkpoint's: %s", source, ", ".join(changed)
+        )
+    return placed
 
 
 def merge_stored(stored: DictConfig, own: DictConfig, overrides: list[str]) -> DictConfig:
@@ -42,7 +67,7 @@ def merge_stored(stored: DictConfig, own: DictConfig, overrides: list[str]) -> D
 
     merged = OmegaConf.to_container(own, resolve=False)
     assert isinstance(merged, dict)
-    merged.update({key: _plain(stored[key]) for key in STORED_KEYS if key in stored})
+    merged.update(stored_values(stored, f"ckpt_path={own.get('ckpt_path')}"))
     result = OmegaConf.create(merged)
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group.lstrip("~+")

@@ -4,13 +4,17 @@ checkpoint of the run's own directory (`resume=<run_dir>`, a SLURM requeue, a re
 The newest checkpoint is `checkpoints/last.ckpt` (end of an epoch), `checkpoints/interrupted.ckpt`
 (Ctrl+C, SIGTERM, a crash), `hpc_ckpt_N.ckpt` (Lightning's SLURM signal) or, failing those, the best
 `epoch_NNN.ckpt`. A candidate that does not load (truncated by a full disk before writes were
-atomic, damaged, foreign) is skipped with its reason logged, and the next newest is used.
+atomic, damaged, foreign) is skipped with its reason logged, and the next newest is used; so is one
+that is not a regular file (a directory, a FIFO: never opened, so never waited on) or a symlink
+that leads out of the run directory.
 
 Every checkpoint is loaded with `weights_only=True` and checked against the model before Lightning
-touches it, so a foreign or truncated file fails with one message naming the mismatch; one from the
-run's own directory must also keep its stored paths inside that directory (`verify.py`).
+touches it, so a foreign or truncated file fails with one message naming the mismatch. The paths
+its callback states carry are kept inside the run by `src.callbacks.restored_state`.
 """
 
+import os
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.checkpoints.load import load_checkpoint
-from src.checkpoints.verify import check_compatible, check_stored_paths
+from src.checkpoints.verify import check_compatible
 from src.utils.errors import CheckpointError, ConfigError
 from src.utils.logging_utils import get_logger
 
@@ -35,11 +39,35 @@ def checkpoints_in_run(run_dir: str | Path, include_best: bool = False) -> list[
         *(run_dir / "checkpoints").glob("interrupted.ckpt"),
         *run_dir.glob("hpc_ckpt_*.ckpt"),
     ]
-    newest = sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    newest = sorted(found, key=_mtime, reverse=True)
     if not include_best:
         return newest
     best = (run_dir / "checkpoints").glob("epoch_*.ckpt")
-    return newest + sorted(best, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    return newest + sorted(best, key=_mtime, reverse=True)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def not_a_checkpoint_file(path: Path, run_dir: Path) -> str | None:
+    """Why `path` cannot be a checkpoint of `run_dir` without opening it (None when it can)."""
+    try:
+        link = os.lstat(path)
+        target = path.resolve()
+        mode = os.stat(path).st_mode
+    except (OSError, RuntimeError) as err:  # dangling or looping symlink, gone
+        return f"cannot be read ({type(err).__name__})"
+    root = run_dir.resolve()
+    if stat.S_ISLNK(link.st_mode) and root not in target.parents:
+        return f"a symlink out of the run directory (to {target})"
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, a device…)"
+        return f"{kind}, not a checkpoint file"
+    return None
 
 
 def remove_requeue_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -59,8 +87,14 @@ def remove_requeue_checkpoints(run_dir: str | Path) -> list[Path]:
 
 def newest_whole_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest checkpoint of `run_dir` that is a complete zip (what a failed write spares)."""
+    candidates = checkpoints_in_run(run_dir, include_best=True)
     return next(
-        (p for p in checkpoints_in_run(run_dir, include_best=True) if zipfile.is_zipfile(p)), None
+        (
+            p
+            for p in candidates
+            if not_a_checkpoint_file(p, Path(run_dir)) is None and zipfile.is_zipfile(p)
+        ),
+        None,
     )
 
 
@@ -144,9 +178,11 @@ def first_step_to_log(path: str | Path | None) -> int:
 def _checked(
     path: Path, cfg: DictConfig, model: torch.nn.Module | None, run_dir: Path | None
 ) -> dict[str, Any]:
-    checkpoint = load_checkpoint(path)
     if run_dir is not None:
-        check_stored_paths(checkpoint, path, run_dir)
+        why = not_a_checkpoint_file(path, run_dir)
+        if why:
+            raise CheckpointError(f"{path} is {why}")
+    checkpoint = load_checkpoint(path)
     if model is not None:
         check_compatible(checkpoint, model, path, cfg)
     _check_epochs_left(checkpoint, path, cfg)

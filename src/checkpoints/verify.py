@@ -2,10 +2,8 @@
 
 - `check_compatible`: the weights fit the model key for key and shape for shape (Lightning would
   fail too, but only after setting everything up, with a long torch message).
-- `check_stored_paths`: the file paths a checkpoint's callback states carry (ModelCheckpoint's
-  best/last/top-k paths) lie inside the run's own directory. Lightning restores them on resume and
-  later deletes the files they name when a better checkpoint replaces them: a crafted checkpoint
-  must not choose which files get deleted or loaded.
+(The paths a checkpoint's callback states carry are kept inside the run by
+`src.callbacks.restored_state`, when Lightning restores them.)
 """
 
 from pathlib import Path
@@ -81,44 +79,3 @@ def _brief(net: dict) -> str:
     skip = {"_target_", "input_shape", "num_classes"}
     extra = ", ".join(f"{k}={v}" for k, v in net.items() if k not in skip)
     return f"{str(net.get('_target_', '?')).rsplit('.', 1)[-1]}({extra})"
-
-
-def _stored_paths(node: Any, where: str) -> list[tuple[str, str]]:
-    """(key, path) of every string under a key naming a path, or a key of a `*_models` dict."""
-    found: list[tuple[str, str]] = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            here = f"{where}.{key}"
-            if isinstance(key, str) and key.endswith("_models") and isinstance(value, dict):
-                found += [(here, str(k)) for k in value]
-            if isinstance(key, str) and key.endswith("path") and isinstance(value, str) and value:
-                found.append((here, value))
-            else:
-                found += _stored_paths(value, here)
-    return found
-
-
-def _inside(path: str, root: Path) -> bool:
-    target = Path(path).resolve()
-    return target == root or root in target.parents
-
-
-def check_stored_paths(checkpoint: dict[str, Any], path: str | Path, run_dir: str | Path) -> None:
-    """A callback state whose `dirpath` is in `run_dir` must keep every stored path in `run_dir`.
-
-    Lightning restores a ModelCheckpoint's top-k and last paths only when its stored `dirpath` is
-    the current one (a run resumed where it was written); those are the paths it later deletes.
-    A run directory that was moved keeps its old `dirpath`, so Lightning restores none of them.
-    """
-    root = Path(run_dir).resolve()
-    for name, state in (checkpoint.get("callbacks") or {}).items():
-        dirpath = state.get("dirpath") if isinstance(state, dict) else None
-        if not isinstance(dirpath, str) or not _inside(dirpath, root):
-            continue
-        for key, stored in _stored_paths(state, f"callbacks.{name}"):
-            if "://" not in stored and not _inside(stored, root):
-                raise CheckpointError(
-                    f"{path}: {key}={stored!r} points outside its run directory {root}; Lightning "
-                    "would load or delete that file. Allowed: checkpoints whose stored paths lie "
-                    "inside their own run (as train.py writes them)."
-                )

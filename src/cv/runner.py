@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -117,8 +118,8 @@ def _write_fold_overrides(run_dir: Path, index: int) -> None:
     source, target = run_dir / OVERRIDES_FILE, fold_dir(run_dir, index) / OVERRIDES_FILE
     if not is_rank_zero() or not source.is_file() or target.exists():
         return
-    stored = OmegaConf.load(source)
-    overrides = [str(o) for o in stored] if OmegaConf.is_list(stored) else []
+    stored = yaml.safe_load(source.read_text())  # plain YAML: an interpolation stays text
+    overrides = [str(o) for o in stored] if isinstance(stored, list) else []
     kept = [o for o in overrides if override_key(o).lstrip("~+") not in ("cv.fold", "resume")]
     atomic_write_text(target, OmegaConf.to_yaml([*kept, f"cv.fold={index}"]))
 

@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
+from src.callbacks.restored_state import RestoredStateGuard
 from src.checkpoints.atomic_io import AtomicCheckpointIO
 from src.checkpoints.run_config import RunConfigInCheckpoint
 from src.run.profiler import NoOpProfiler
@@ -48,9 +49,12 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
     """Callbacks and loggers from their config groups, then the trainer that uses them.
 
     Every checkpoint is written atomically (`AtomicCheckpointIO`); with `store_config`, each one
-    also carries the run's resolved config, so eval/predict/export need nothing else.
+    also carries the run's resolved config, so eval/predict/export need nothing else. Callback
+    state restored from a checkpoint names files inside this run only, and the settings configured
+    now win over the restored ones (`RestoredStateGuard`).
     """
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    callbacks.append(RestoredStateGuard(cfg.paths.output_dir))
     if store_config:
         stored = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(stored, dict)

@@ -3,6 +3,8 @@
 - `resume=<run_dir>` is expanded into that run's own overrides before Hydra composes (see
   `src/run/resume_args.py` for why it cannot happen later), and the run directory is locked from
   then on: a second writer exits before Hydra opens the run's log.
+- A new run into an existing run's directory (`hydra.run.dir=<run>` without `resume=`) is refused
+  before Hydra writes there (`src/run/one_run.py`).
 - eval/predict/export configs hold only their own keys; a typed override of a key the checkpoint
   supplies (`data.batch_size=256`, `data=mnist`) is passed to Hydra as an addition (`+…`).
 - The process ends without the interpreter's teardown (`src/run/exit.py`: ~127 MB and ~0.8 s of
@@ -21,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.run.exit import exit_after_run
 from src.run.lock import acquire, is_rank_zero, release
+from src.run.one_run import refuse_new_run_in_existing_dir
 from src.run.resume_args import expand_resume_args, override_key, resume_dir
 from src.utils.errors import TemplateError
 from src.utils.resolvers import PROJECT_ROOT
@@ -70,6 +73,7 @@ def run_entry_point(main: Callable[[], Any], config_name: str) -> None:
                 locked = None
         else:
             args = as_additions(args)
+        refuse_new_run_in_existing_dir(args, config_name)
     except TemplateError as err:
         sys.exit(str(err))  # printed to stderr, exit status 1, like Hydra's own errors
     sys.argv = [sys.argv[0], *args]

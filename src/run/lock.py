@@ -31,6 +31,8 @@ def _holder() -> dict[str, object]:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        # a SLURM requeue of this job continues this run (src/run/one_run.py)
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
 
 

@@ -5,16 +5,22 @@ attempt only), written into the same directory, checkpoints and loggers. This ha
 Hydra composes: Hydra would rewrite `.hydra/` before the task starts; here it is told not to, so
 `.hydra/` keeps recording how the run was started.
 
-`overrides.yaml` is data from a directory: it may set values, never Hydra itself (`hydra.*` could
-add a search path or a callback) nor `trusted_targets`; the targets it leads to are checked after
-composing (`src.checkpoints.target_policy`).
+`overrides.yaml` is data from a directory: it may set values and choose config groups, never
+Hydra itself (by key or `@package`: `hydra.*` could add a search path or a callback), a location
+(paths, directories, file names, endpoints: every path is re-derived inside the run directory), an
+interpolation, nor `trusted_targets` (`src.checkpoints.stored_values.check_stored_overrides`: such a
+line is refused in one line; the same key typed now replaces it). The targets it leads to are
+checked after composing (`src.checkpoints.target_policy`). Only a training run can be resumed: the
+directory of an eval, predict or export run is refused.
 """
 
+import json
 import re
 from pathlib import Path
 
-from omegaconf import OmegaConf
+import yaml
 
+from src.checkpoints.stored_values import check_stored_overrides
 from src.utils.errors import ConfigError
 
 #: keys of the original run that a resume must not inherit: it picks its own checkpoint, directory
@@ -41,28 +47,53 @@ def _quoted(path: Path) -> str:
 def run_overrides(run_dir: Path) -> list[str]:
     """The task overrides the run was started with (Hydra's `.hydra/overrides.yaml`)."""
     path = run_dir / OVERRIDES_FILE
+    _refuse_other_tasks(run_dir)
     if not path.is_file():
         raise ConfigError(
             f"resume={str(run_dir)!r} is not a run directory of this template (no {path} there). "
             "Allowed: a run directory such as logs/train/runs/<run> or "
             "logs/train/multiruns/<sweep>/<job>."
         )
-    try:
-        stored = OmegaConf.load(path)
+    try:  # plain YAML: nothing in it is resolved
+        stored = yaml.safe_load(path.read_text())
     except Exception as err:
         raise ConfigError(
             f"{path} is not readable YAML ({type(err).__name__}); cannot resume."
         ) from None
-    if not OmegaConf.is_list(stored) or not all(isinstance(o, str) for o in stored):
+    if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
         raise ConfigError(f"{path} is not a list of overrides (as Hydra writes it); cannot resume.")
-    overrides = [str(o) for o in stored]
-    for override in overrides:
-        if override_key(override).lstrip("~+").split(".", 1)[0].split("/", 1)[0] == "hydra":
-            raise ConfigError(
-                f"{path} holds {override!r}: a run directory may set values of the run, never "
-                "Hydra's own settings. Allowed: remove that line, or type it yourself."
-            )
-    return overrides
+    return [str(o) for o in stored]
+
+
+def run_task(run_dir: Path) -> str | None:
+    """The task that wrote `run_dir` (train, eval, …), from its results.json or saved config."""
+    results = run_dir / "results.json"
+    try:
+        if results.is_file():
+            task = json.loads(results.read_text()).get("task")
+            if isinstance(task, str):
+                return task
+    except (OSError, ValueError, AttributeError):
+        pass
+    config = run_dir / ".hydra" / "config.yaml"
+    try:
+        if config.is_file():
+            for line in config.read_text().splitlines():
+                if line.startswith("task_name:"):
+                    return str(yaml.safe_load(line).get("task_name"))
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        pass
+    return None
+
+
+def _refuse_other_tasks(run_dir: Path) -> None:
+    task = run_task(run_dir)
+    if task not in (None, "train"):
+        raise ConfigError(
+            f"resume={str(run_dir)!r} is the directory of a run of {task}, not of a training run: "
+            "only training runs continue. Allowed: a run directory of src/train.py "
+            "(logs/train/runs/<run>)."
+        )
 
 
 def expand_resume_args(args: list[str]) -> list[str]:
@@ -96,6 +127,7 @@ def expand_resume_args(args: list[str]) -> list[str]:
     run_dir = Path(value).expanduser().resolve()
     typed = {override_key(a) for a in args if not a.startswith("-") and a is not tokens[0]}
     inherited = [o for o in run_overrides(run_dir) if override_key(o) not in typed | NOT_INHERITED]
+    check_stored_overrides(inherited, run_dir / OVERRIDES_FILE)
     at = args.index(tokens[0])
     # output_subdir=null: Hydra leaves the run's .hydra/ (how it was started) as it is, so every
     # resume starts from the original overrides, and a rejected attempt changes nothing there

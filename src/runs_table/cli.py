@@ -28,6 +28,7 @@ from src.runs_table.filter import (
 )
 from src.runs_table.output import print_table, to_csv, to_markdown
 from src.runs_table.table import build_table
+from src.utils.printable import printable
 
 DEFAULT_DIRS = ("logs",)
 DEFAULT_LIMIT = 30
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     table = build_table(args.dirs, filters, args.sort, args.desc, args.column)
     for problem in table.problems:
-        print(f"skipped {problem}", file=sys.stderr)
+        print(f"skipped {printable(problem)}", file=sys.stderr)
     print_table(table, args.limit)
     # imported here: src.utils registers OmegaConf resolvers (~80 ms) that a table does not need
     from src.utils.atomic import atomic_write_text
@@ -138,7 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 atomic_write_text(path, text(table))
             except OSError as err:
-                print(f"could not write {path}: {err}", file=sys.stderr)
+                print(
+                    f"could not write {printable(str(path))}: {printable(str(err))}",
+                    file=sys.stderr,
+                )
                 return 1
-            print(f"wrote {path}")
+            print(f"wrote {printable(str(path))}")
     return 0

@@ -9,15 +9,18 @@ import sys
 from collections import Counter
 
 from src.runs_table.table import Table, _cell, _text
+from src.utils.printable import printable, printable_value
 
 
 # ---- outputs ---------------------------------------------------------------------------------
 def to_csv(table: Table) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(table.all_columns)
+    writer.writerow([printable(c) for c in table.all_columns])
     for row in table.rows(table.all_columns):
-        writer.writerow(["nan" if isinstance(v, float) and math.isnan(v) else v for v in row])
+        writer.writerow(
+            ["nan" if isinstance(v, float) and math.isnan(v) else printable_value(v) for v in row]
+        )
     return out.getvalue()
 
 
@@ -25,7 +28,7 @@ def to_markdown(table: Table) -> str:
     def escape(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
-    header = "| " + " | ".join(escape(c) for c in table.columns) + " |"
+    header = "| " + " | ".join(escape(printable(c)) for c in table.columns) + " |"
     rule = "| " + " | ".join("---" for _ in table.columns) + " |"
     body = [
         "| "
@@ -35,7 +38,9 @@ def to_markdown(table: Table) -> str:
         + " |"
         for row in table.rows(table.columns, display=True)
     ]
-    counts = ", ".join(f"{n} {s}" for s, n in Counter(r.status for r in table.runs).most_common())
+    counts = ", ".join(
+        f"{n} {printable(s)}" for s, n in Counter(r.status for r in table.runs).most_common()
+    )
     title = f"# Runs: {len(table.runs)} of {table.found} ({counts or 'none'}); commit* = uncommitted changes"
     return "\n".join([title, "", header, rule, *body, ""])
 
@@ -59,7 +64,7 @@ def print_table(table: Table, limit: int) -> None:
         column = table.columns[i]
         numeric = any(isinstance(r[i], float) for r in rows)
         rich_table.add_column(
-            column,
+            Text(printable(column)),
             justify="right" if numeric else "left",
             no_wrap=column != "overrides",
             overflow="ellipsis" if column != "run_dir" else "fold",
@@ -68,13 +73,15 @@ def print_table(table: Table, limit: int) -> None:
         # Text, not str: "[baseline,cnn]" in an override is data, not rich markup
         rich_table.add_row(*(Text(_text(row[i], table.columns[i], short=True)) for i in keep))
     console.print(rich_table)
-    counts = ", ".join(f"{n} {s}" for s, n in Counter(r.status for r in table.runs).most_common())
+    counts = ", ".join(
+        f"{n} {printable(s)}" for s, n in Counter(r.status for r in table.runs).most_common()
+    )
     more = (
         f"; {len(table.runs) - len(shown)} more (--limit 0 shows all)"
         if len(shown) < len(table.runs)
         else ""
     )
     console.print(
-        f"{len(table.runs)} of {table.found} run(s) selected ({counts or 'none'}){more}.",
+        Text(f"{len(table.runs)} of {table.found} run(s) selected ({counts or 'none'}){more}."),
         highlight=False,
     )

@@ -16,6 +16,7 @@ from src.runs_table.filter import (
 )
 from src.runs_table.read import FIELDS, MISSING, Run, read_run
 from src.utils.metric_names import stage_of
+from src.utils.printable import printable
 
 
 @dataclass
@@ -111,11 +112,12 @@ def _cell(run: Run, column: str, display: bool = False) -> Any:
 
 
 def _text(value: Any, column: str, short: bool) -> str:
+    """A cell as text; control characters escaped (a file's text never reaches the terminal raw)."""
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
         return f"{value:.4g}" if column != "wall_time_s" else f"{value:.1f}"
-    text = str(value)
+    text = printable(str(value))
     if short:
         if column == "run_dir":
             return text

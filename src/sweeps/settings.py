@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from src.sweeps.jobs import find_job_dirs
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _mode_from_direction(direction: Any) -> str | None:
@@ -38,17 +41,52 @@ def sweep_settings(config: DictConfig) -> Settings:
     return Settings(metric, mode, log_x)
 
 
+def _plain_yaml(path: Path) -> dict[str, Any]:
+    """A file of the sweep as plain YAML (never resolved: it is data); {} when unusable."""
+    try:
+        data = yaml.load(path.read_text(), Loader=_LOADER) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _merged(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    out = dict(into)
+    for key, value in other.items():
+        old = out.get(key)
+        out[key] = (
+            _merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        )
+    return out
+
+
+def _no_interpolation(node: Any) -> Any:
+    """`node` without the values that hold `${…}` (dropped, never resolved)."""
+    if isinstance(node, dict):
+        return {
+            k: _no_interpolation(v)
+            for k, v in node.items()
+            if "${" not in str(v) or isinstance(v, dict | list)
+        }
+    if isinstance(node, list):
+        return [
+            _no_interpolation(v) for v in node if "${" not in str(v) or isinstance(v, dict | list)
+        ]
+    return node
+
+
 def settings_from_files(sweep_dir: Path) -> Settings:
-    """The same, read from what a sweep leaves on disk (multirun.yaml, or a job's saved config)."""
+    """The same, read from what a sweep leaves on disk (multirun.yaml, or a job's saved config).
+
+    Those files are data: read as plain YAML, an interpolation in them is ignored, never resolved."""
     candidates = [sweep_dir / "multirun.yaml"]
     for job in find_job_dirs(sweep_dir)[:1]:
         candidates.append(job / ".hydra" / "config.yaml")
         candidates.append(job / ".hydra" / "hydra.yaml")
-    merged: Any = OmegaConf.create()
+    merged: dict[str, Any] = {}
     for path in candidates:
-        if path.is_file():
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        merged = _merged(merged, _plain_yaml(path))
     try:
-        return sweep_settings(merged)
-    except Exception:  # an interpolation only a live Hydra run can resolve
+        return sweep_settings(OmegaConf.create(_no_interpolation(merged)))
+    except Exception:  # a value of the wrong type
         return Settings()
