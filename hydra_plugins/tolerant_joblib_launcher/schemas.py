@@ -29,7 +29,7 @@ class TolerantJoblibConf(JobLibLauncherConf):
 
 @dataclass
 class TolerantLocalConf(LocalQueueConf):
-    _target_: str = "hydra_plugins.tolerant_joblib_launcher.local.TolerantLocalLauncher"
+    _target_: str = "hydra_plugins.tolerant_submitit_launcher.local.TolerantLocalLauncher"
     job_timeout_s: Optional[float] = None  # noqa: UP045 (OmegaConf reads it, no __future__ here)
 
 
