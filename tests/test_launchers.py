@@ -28,6 +28,9 @@ from hydra_plugins.tolerant_submitit_launcher import _local_controller
 from tests.helpers import CONFIG_DIR, ROOT, results
 from tests.test_sweeps import NO_CURVES, job_dirs, only_sweep_dir, overrides, run_sweep
 
+#: the time limit of the sweeps below: well beyond a job's start on a loaded 2-core machine
+#: (the job that kills itself must die by its own SIGKILL, not by the limit)
+TIME_LIMIT = "hydra.launcher.job_timeout_s=90"
 #: job 0 of each sweep below kills itself (SIGKILL), job 1 stops itself (SIGSTOP), at batch 0
 KILL_AND_STOP = [
     "+callbacks.fault._target_=tests.fault_injection.SignalAt",
@@ -72,7 +75,7 @@ def test_every_launcher_preset_has_the_time_limit_key():
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(
                 "train",
-                [f"hydra/launcher={name}", "hydra.launcher.job_timeout_s=90"],
+                [f"hydra/launcher={name}", TIME_LIMIT],
                 return_hydra_config=True,
             )
         launcher = instantiate(cfg.hydra.launcher)
@@ -146,7 +149,7 @@ def test_joblib_sweep_survives_a_killed_and_a_hung_job(tmp_path):
         [
             "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=2",
-            "hydra.launcher.job_timeout_s=40",
+            TIME_LIMIT,
             *KILL_AND_STOP,
             NO_CURVES,
         ],
@@ -160,7 +163,7 @@ def test_joblib_sweep_survives_a_killed_and_a_hung_job(tmp_path):
 @pytest.mark.slow
 def test_submitit_local_sweep_survives_a_killed_and_a_hung_job(tmp_path):
     run_sweep(
-        ["hydra/launcher=submitit_local", "hydra.launcher.job_timeout_s=40", *KILL_AND_STOP,
+        ["hydra/launcher=submitit_local", TIME_LIMIT, *KILL_AND_STOP,
          NO_CURVES],
         tmp_path,
     )  # fmt: skip

@@ -85,10 +85,14 @@ class TolerantLocalLauncher(LocalLauncher):
                     SUBMITIT_LOCAL_NTASKS=str(ntasks),
                     SUBMITIT_LOCAL_COMMAND=command,
                     SUBMITIT_LOCAL_TIMEOUT_S=str(int(60 * self.parameters.get("timeout_min", 2.0))),
-                    SUBMITIT_LOCAL_SIGNAL_DELAY_S=str(int(self.parameters.get("signal_delay_s", 30))),
+                    SUBMITIT_LOCAL_SIGNAL_DELAY_S=str(
+                        int(self.parameters.get("signal_delay_s", 30))
+                    ),
                     SUBMITIT_LOCAL_NODEID="0",
                     SUBMITIT_LOCAL_JOB_NUM_NODES="1",
-                    SUBMITIT_STDERR_TO_STDOUT="1" if self.parameters.get("stderr_to_stdout") else "",
+                    SUBMITIT_STDERR_TO_STDOUT="1"
+                    if self.parameters.get("stderr_to_stdout")
+                    else "",
                     SUBMITIT_EXECUTOR="local",
                     CUDA_VISIBLE_DEVICES=",".join(str(k) for k in gpus),
                     SUBMITIT_LOCAL_WITH_SHELL="",
@@ -98,7 +102,9 @@ class TolerantLocalLauncher(LocalLauncher):
                 env["PYTHONPATH"] = os.pathsep.join(
                     p for p in [*sys.path, env.get("PYTHONPATH", "")] if p
                 )
-                process = subprocess.Popen([sys.executable, "-m", CONTROLLER, str(self.folder)], env=env)
+                process = subprocess.Popen(
+                    [sys.executable, "-m", CONTROLLER, str(self.folder)], env=env
+                )
                 return LocalJob(
                     folder=self.folder, job_id=str(process.pid), process=process,
                     tasks=list(range(ntasks)),
@@ -125,7 +131,13 @@ class TolerantLocalLauncher(LocalLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append(
-                (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
+                (
+                    list(overrides),
+                    "hydra.sweep.dir",
+                    idx,
+                    f"job_id_for_{idx}",
+                    Singleton.get_state(),
+                )
             )
         jobs = executor.map_array(self, *zip(*job_params, strict=True))
         return [
