@@ -10,6 +10,7 @@ underscore keeps Hydra's plugin scan from importing it as a plugin.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 #: the launcher key of the per-job time limit, the same in every launcher of ours
@@ -56,11 +59,15 @@ def write_bytes(path: Path, data: bytes) -> None:
     """Atomically: a temp file in the same directory, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves neither a torn file nor its temp
+        raise
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -119,6 +126,9 @@ def record_lost(
                 "before": payload.get("error"),
             },
         )
-    keep_overrides(job_dir, overrides)
-    write_json(path, payload)
+    try:
+        keep_overrides(job_dir, overrides)
+        write_json(path, payload)
+    except OSError as err:  # a full disk: the sweep still goes on (the summary lists it missing)
+        log.error("Could not record the lost job in %s: %s", path, err)
     return path

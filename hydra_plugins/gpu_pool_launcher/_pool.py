@@ -257,9 +257,12 @@ def verified(key: bytes, blob: bytes, what: str) -> bytes:
 
 def append_assignment(pool_dir: Path, entry: dict[str, Any]) -> None:
     """One line of `<sweep_dir>/.gpus/assignments.jsonl`: which job ran in which slot, when."""
-    with open(pool_dir / ASSIGNMENTS, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
-        f.flush()
+    try:
+        with open(pool_dir / ASSIGNMENTS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+    except OSError as err:  # a full disk: a log line lost, never the sweep
+        log.warning("Could not log the job's slot in %s: %s", pool_dir / ASSIGNMENTS, err)
 
 
 # ---- running jobs across the slots ----------------------------------------------------------
