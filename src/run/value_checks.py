@@ -192,11 +192,10 @@ CHECKS: dict[str, Check] = {
     "scheduler.eta_min": number(0.0),
     "scheduler.factor": number(0.0, 1.0, low_open=True, high_open=True),
     "scheduler.patience": integer(0),
-    # callbacks and cross-validation
+    # callbacks (cv.folds/cv.fold/cv.seed: src/data/folds.py and validate.py say more)
     "callbacks.early_stopping.patience": integer(0),
     "callbacks.early_stopping.min_delta": number(0.0),
     "callbacks.model_checkpoint.save_top_k": integer(0, also=(-1,)),
-    "cv.folds": integer(2, 1000, nullable=True),
 }
 
 
