@@ -40,8 +40,8 @@ def check_job_timeout(value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise LauncherConfigError(
-            f"{JOB_TIMEOUT_KEY}={value!r} is not allowed: a number of seconds > 0 (each job "
-            "still running after it is killed and recorded failed), or null for no limit."
+            f"{JOB_TIMEOUT_KEY}={value!r} is not allowed: a number of seconds > 0 (a job still "
+            "running after that long is killed and recorded failed), or null for no limit."
         )
     if not math.isfinite(value):
         return None

@@ -92,7 +92,7 @@ class GpuPoolLauncher(Launcher):
         stop_timeout_s: float = _pool.STOP_TIMEOUT_S,
         job_timeout_s: float | None = None,
     ) -> None:
-        self.job_timeout_s = _failed_jobs.check_job_timeout(job_timeout_s)
+        self.job_timeout_s = job_timeout_s  # checked at launch: an error there is one line
         self.gpus = list(gpus) if isinstance(gpus, Sequence) and not isinstance(gpus, str) else gpus
         self.num_gpus = num_gpus
         self.jobs_per_gpu = jobs_per_gpu
@@ -136,6 +136,7 @@ class GpuPoolLauncher(Launcher):
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self.job_timeout_s = _failed_jobs.check_job_timeout(self.job_timeout_s)
         slots = self._slots()
         concurrent = min(len(slots), len(job_overrides))
         threads = _pool.threads_per_job(self.cpus_per_job, concurrent)

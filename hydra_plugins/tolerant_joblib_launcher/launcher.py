@@ -73,29 +73,32 @@ class TolerantJoblibLauncher(GpuPoolLauncher):
         timeout: float | None = None,
         **ignored: Any,
     ) -> None:
+        if timeout is not None and job_timeout_s is None:  # joblib's own name for it
+            job_timeout_s = timeout
+        self._joblib = {"backend": backend, "prefer": prefer, "require": require}
+        self._unknown = sorted(set(ignored) - set(_IGNORED))
+        super().__init__(stop_timeout_s=stop_timeout_s, job_timeout_s=job_timeout_s)
+        self.n_jobs = n_jobs
+
+    def _slots(self) -> list[Any]:
+        """Checked here, at launch, not at instantiation: Hydra wraps an error raised there."""
+        backend, prefer = self._joblib["backend"], self._joblib["prefer"]
         if backend not in (None, "loky", "multiprocessing") or prefer not in (None, "processes"):
             raise _failed_jobs.LauncherConfigError(
                 f"hydra.launcher.backend={backend!r} prefer={prefer!r} is not allowed: each job "
                 "runs in a process of its own (backend null, loky or multiprocessing; prefer "
                 "processes); for jobs in the sweep's own process use hydra/launcher=basic."
             )
-        if require is not None:
+        if self._joblib["require"] is not None:
             raise _failed_jobs.LauncherConfigError(
-                f"hydra.launcher.require={require!r} is not allowed: jobs share no memory here "
-                "(null)."
+                f"hydra.launcher.require={self._joblib['require']!r} is not allowed: jobs share "
+                "no memory here (null)."
             )
-        if timeout is not None and job_timeout_s is None:  # joblib's own name for it
-            job_timeout_s = timeout
-        unknown = sorted(set(ignored) - set(_IGNORED))
-        if unknown:
+        if self._unknown:
             raise _failed_jobs.LauncherConfigError(
-                f"hydra.launcher.{unknown[0]} is not a setting of hydra/launcher=joblib. "
+                f"hydra.launcher.{self._unknown[0]} is not a setting of hydra/launcher=joblib. "
                 "Allowed: n_jobs, job_timeout_s, stop_timeout_s."
             )
-        super().__init__(stop_timeout_s=stop_timeout_s, job_timeout_s=job_timeout_s)
-        self.n_jobs = n_jobs
-
-    def _slots(self) -> list[Any]:
         return _pool.make_slots(["cpu"], parallel_jobs(self.n_jobs))
 
     def _describe(self, slots: Sequence[Any]) -> str:

@@ -58,7 +58,7 @@ class TolerantLocalLauncher(LocalLauncher):
 
     def __init__(self, job_timeout_s: float | None = None, **params: Any) -> None:
         super().__init__(**params)
-        self.job_timeout_s = _failed_jobs.check_job_timeout(job_timeout_s)
+        self.job_timeout_s = job_timeout_s  # checked at launch: an error there is one line
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
@@ -70,7 +70,7 @@ class TolerantLocalLauncher(LocalLauncher):
         from submitit.local.local import LocalExecutor, LocalJob
 
         assert self.config is not None
-        job_timeout_s = self.job_timeout_s
+        job_timeout_s = self.job_timeout_s = _failed_jobs.check_job_timeout(self.job_timeout_s)
 
         class RecordingExecutor(LocalExecutor):
             """submitit's LocalExecutor, starting our controller instead of its own."""
@@ -166,8 +166,9 @@ class TolerantLocalLauncher(LocalLauncher):
             ended = json.loads(exit_file(job.paths.folder, job.job_id).read_text())
         except (OSError, ValueError):
             ended = {}
-        codes = ended.get("exit_codes") or [None]
-        how = ", ".join(_describe_exit(c) for c in codes)
+        codes = ended.get("exit_codes")
+        how = ", ".join(_describe_exit(c) for c in codes) if codes else "an unknown cause (its "
+        how += "" if codes else "controller, killed itself, left no exit codes)"
         if ended.get("timed_out"):
             error_type = _failed_jobs.TIME_LIMIT
             message = _failed_jobs.time_limit_message(float(ended.get("job_timeout_s") or 0))
