@@ -50,6 +50,7 @@ BAD = {
     "workers-negative": (["data.num_workers=-1"], "from 0 to 1024"),
     "val-size-whole": (["data.val_size=1.0"], "a fraction from 0.0 to 1 (excluded)"),
     "batch-text": (["data.batch_size=big"], "a whole number > 0"),
+    "batch-beyond-int32": (["data.batch_size=2147483648"], "at most 2147483647"),
     "step-size-zero": (["scheduler=step", "scheduler.step_size=0"], "a whole number > 0"),
     "gamma-inf": (["scheduler=step", "scheduler.gamma=inf"], "a finite number > 0"),
     "plateau-factor-one": (["scheduler=plateau", "scheduler.factor=1.0"], "< 1"),

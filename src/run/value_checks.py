@@ -52,6 +52,8 @@ def integer(
         words = "a whole number > 0" if low == 1 else f"a whole number >= {low}"
     if also:
         words += f" (or {', '.join(map(str, also))})"
+    if high == COUNT_MAX:
+        words += f", at most {COUNT_MAX}"
     return Check(
         lambda v: _is_int(v) and (low <= v <= high or v in also), words, nullable
     )  # fmt: skip
