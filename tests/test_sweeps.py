@@ -375,7 +375,7 @@ def test_hparams_searches_are_resumable_and_search_existing_keys(search):
 
 
 def test_launcher_presets_instantiate():
-    presets = {"joblib": "JoblibLauncher", "submitit_local": "LocalLauncher"}
+    presets = {"joblib": "TolerantJoblibLauncher", "submitit_local": "TolerantLocalLauncher"}
     presets["gpu_pool"] = "GpuPoolLauncher"  # its sweeps: tests/test_gpu_pool.py
     for name, cls in presets.items():
         GlobalHydra.instance().clear()

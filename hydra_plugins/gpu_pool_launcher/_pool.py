@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -206,13 +207,17 @@ def job_env(
     threads: int,
     sys_path: Sequence[str],
     key: bytes = b"",
+    pin_gpu: bool = True,
 ) -> dict[str, str]:
-    """The environment a job process starts with: its GPU set before anything imports torch."""
+    """The environment a job process starts with: its GPU set before anything imports torch.
+
+    `pin_gpu=False` (the CPU slots of `hydra/launcher=joblib`): the GPUs stay as they are."""
     env = dict(base)
     env[ENV_KEY] = key.hex()
-    env["CUDA_VISIBLE_DEVICES"] = slot.gpu
-    env[ENV_GPU] = slot.gpu
-    env[ENV_SLOT] = str(slot.index)
+    if pin_gpu:
+        env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+        env[ENV_GPU] = slot.gpu
+        env[ENV_SLOT] = str(slot.index)
     env[ENV_LOCK] = str(lock)
     env[ENV_THREADS] = str(threads)
     env[ENV_PARENT] = str(os.getpid())
@@ -252,9 +257,12 @@ def verified(key: bytes, blob: bytes, what: str) -> bytes:
 
 def append_assignment(pool_dir: Path, entry: dict[str, Any]) -> None:
     """One line of `<sweep_dir>/.gpus/assignments.jsonl`: which job ran in which slot, when."""
-    with open(pool_dir / ASSIGNMENTS, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
-        f.flush()
+    try:
+        with open(pool_dir / ASSIGNMENTS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+    except OSError as err:  # a full disk: a log line lost, never the sweep
+        log.warning("Could not log the job's slot in %s: %s", pool_dir / ASSIGNMENTS, err)
 
 
 # ---- running jobs across the slots ----------------------------------------------------------
@@ -283,6 +291,10 @@ class Pool:
     slot, process)` turns an ended process into the job's result. Any exception or signal while
     jobs run (Ctrl+C, SIGTERM) stops them: SIGTERM first (a run then saves `interrupted.ckpt`),
     SIGKILL after `stop_timeout_s`.
+
+    A job still running `job_timeout_s` after it started (hung, stopped with SIGSTOP, sleeping
+    forever) gets SIGKILL, which ends even a stopped process; its number goes into `timed_out`, so
+    `finish` can record it as stopped by the time limit. The other jobs go on.
     """
 
     def __init__(
@@ -292,12 +304,15 @@ class Pool:
         finish: Callable[[int, Slot, Process], R],
         poll_s: float = 0.1,
         stop_timeout_s: float = STOP_TIMEOUT_S,
+        job_timeout_s: float | None = None,
     ) -> None:
         if not slots:
             raise GpuPoolError("The GPU pool has no slot to run a job in.")
         self.slots = list(slots)
         self.start, self.finish = start, finish
         self.poll_s, self.stop_timeout_s = poll_s, stop_timeout_s
+        self.job_timeout_s = job_timeout_s
+        self.timed_out: set[int] = set()
 
     def _pick(self, free: list[Slot], running: dict[int, tuple[Slot, Process]]) -> Slot:
         load = {slot.gpu: 0 for slot in self.slots}
@@ -312,6 +327,7 @@ class Pool:
         pending = deque(range(n))
         free = list(self.slots)
         running: dict[int, tuple[Slot, Process]] = {}
+        deadlines: dict[int, float] = {}
         results: dict[int, R] = {}
         try:
             while pending or running:
@@ -323,6 +339,9 @@ class Pool:
                     except BaseException:
                         free.append(slot)
                         raise
+                    if self.job_timeout_s is not None:
+                        deadlines[job] = time.monotonic() + self.job_timeout_s
+                self._stop_overdue(running, deadlines)
                 ended = [job for job, (_, proc) in running.items() if proc.poll() is not None]
                 for job in ended:
                     slot, proc = running.pop(job)
@@ -334,6 +353,22 @@ class Pool:
             self.stop([proc for _, proc in running.values()])
             raise
         return [results[job] for job in range(n)]
+
+    def _stop_overdue(
+        self, running: dict[int, tuple[Slot, Process]], deadlines: dict[int, float]
+    ) -> None:
+        """SIGKILL each running job past its deadline (once); `timed_out` remembers which."""
+        now = time.monotonic()
+        for job, (_, proc) in running.items():
+            if job not in self.timed_out and now >= deadlines.get(job, math.inf):
+                log.warning(
+                    "Job %d (pid %d) is still running after its time limit of %s s: SIGKILL.",
+                    job,
+                    proc.pid,
+                    f"{self.job_timeout_s:g}",
+                )
+                self.timed_out.add(job)
+                _quietly(proc.kill)
 
     def stop(self, processes: Sequence[Process]) -> None:
         """SIGTERM every process still running, then SIGKILL what is left after the timeout."""

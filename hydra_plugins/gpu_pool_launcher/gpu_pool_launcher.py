@@ -90,7 +90,9 @@ class GpuPoolLauncher(Launcher):
         jobs_per_gpu: int = 1,
         cpus_per_job: int | None = None,
         stop_timeout_s: float = _pool.STOP_TIMEOUT_S,
+        job_timeout_s: float | None = None,
     ) -> None:
+        self.job_timeout_s = job_timeout_s  # checked at launch: an error there is one line
         self.gpus = list(gpus) if isinstance(gpus, Sequence) and not isinstance(gpus, str) else gpus
         self.num_gpus = num_gpus
         self.jobs_per_gpu = jobs_per_gpu
@@ -99,6 +101,23 @@ class GpuPoolLauncher(Launcher):
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
+
+    #: each job's CUDA_VISIBLE_DEVICES is its slot's GPU (the CPU pool of joblib leaves it as is)
+    pin_gpu = True
+    #: the folder of the sweep directory with the slots' locks, the jobs' output, the assignments
+    pool_dir_name = _pool.POOL_DIR
+
+    def _slots(self) -> list[Any]:
+        gpus = _pool.pool_gpus(self.gpus, self.num_gpus)
+        return _pool.make_slots(gpus, self.jobs_per_gpu)
+
+    def _describe(self, slots: Sequence[Any]) -> str:
+        gpus = list(dict.fromkeys(slot.gpu for slot in slots))
+        return f"GPU pool on GPU(s) {','.join(gpus)}, {self.jobs_per_gpu} job(s) per GPU"
+
+    def _where(self, slot: Any, preposition: str = "") -> str:
+        where = f"GPU {slot.gpu} (slot {slot.name})"
+        return f"{preposition} {where}".strip()
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -117,22 +136,21 @@ class GpuPoolLauncher(Launcher):
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        gpus = _pool.pool_gpus(self.gpus, self.num_gpus)
-        slots = _pool.make_slots(gpus, self.jobs_per_gpu)
+        self.job_timeout_s = _failed_jobs.check_job_timeout(self.job_timeout_s)
+        slots = self._slots()
         concurrent = min(len(slots), len(job_overrides))
         threads = _pool.threads_per_job(self.cpus_per_job, concurrent)
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
-        pool_dir = sweep_dir / _pool.POOL_DIR
+        pool_dir = sweep_dir / self.pool_dir_name
         pool_dir.mkdir(parents=True, exist_ok=True)
         log.info(
-            "GPU pool: %d job(s) on GPU(s) %s, %d per GPU (%d at once), %d CPU thread(s) each; "
-            "sweep output dir: %s",
+            "%s: %d job(s) (%d at once), %d CPU thread(s) each%s; sweep output dir: %s",
+            self._describe(slots),
             len(job_overrides),
-            ",".join(gpus),
-            self.jobs_per_gpu,
             concurrent,
             threads,
+            f", time limit {self.job_timeout_s:g} s each" if self.job_timeout_s else "",
             sweep_dir,
         )
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
@@ -152,7 +170,7 @@ class GpuPoolLauncher(Launcher):
             result = pool_dir / f"job-{idx}.result.pkl"
             result.unlink(missing_ok=True)
             lock = _pool.lock_path(pool_dir, slot)
-            env = _pool.job_env(os.environ, slot, lock, threads, sys.path, key)
+            env = _pool.job_env(os.environ, slot, lock, threads, sys.path, key, self.pin_gpu)
             command = [sys.executable, "-m", WORKER_MODULE, str(launch_file), str(job_file)]
             with open(pool_dir / f"job-{idx}.out", "ab") as out:
                 proc = subprocess.Popen(
@@ -164,7 +182,7 @@ class GpuPoolLauncher(Launcher):
                 {"event": "start", "job": idx, "gpu": slot.gpu, "slot": slot.index,
                  "pid": proc.pid, "time": time.time()},
             )  # fmt: skip
-            log.info("#%d started on GPU %s (slot %s, pid %d)", idx, slot.gpu, slot.name, proc.pid)
+            log.info("#%d started in %s (pid %d)", idx, self._where(slot), proc.pid)
             return proc
 
         def finish(i: int, slot: Any, proc: subprocess.Popen) -> JobReturn:
@@ -177,12 +195,11 @@ class GpuPoolLauncher(Launcher):
             )  # fmt: skip
             seconds = time.monotonic() - started.pop(idx, time.monotonic())
             log.info(
-                "#%d ended (%s) after %.1f s; GPU %s slot %s is free",
+                "#%d ended (%s) after %.1f s; %s is free",
                 idx,
                 _pool.describe_exit(returncode),
                 seconds,
-                slot.gpu,
-                slot.name,
+                self._where(slot),
             )
             result = pool_dir / f"job-{idx}.result.pkl"
             job_return, problem = None, ""
@@ -200,9 +217,18 @@ class GpuPoolLauncher(Launcher):
             if isinstance(job_return, JobReturn):
                 return job_return
             overrides = list(job_overrides[i])
-            return self._lost(idx, overrides, slot, returncode, pool_dir, threads, problem)
+            timed_out = i in pool.timed_out
+            return self._lost(
+                idx, overrides, slot, returncode, pool_dir, threads, problem, timed_out
+            )
 
-        pool = _pool.Pool(slots, start, finish, stop_timeout_s=self.stop_timeout_s)
+        pool = _pool.Pool(
+            slots,
+            start,
+            finish,
+            stop_timeout_s=self.stop_timeout_s,
+            job_timeout_s=self.job_timeout_s,
+        )
         try:
             with _sigterm_raises():
                 return pool.run(len(job_overrides))
@@ -218,6 +244,7 @@ class GpuPoolLauncher(Launcher):
         pool_dir: Path,
         threads: int,
         problem: str = "",
+        timed_out: bool = False,
     ) -> JobReturn:
         """A job whose process ended without its result: failed in results.json, NaN to the sweep."""
         assert self.hydra_context is not None and self.config is not None
@@ -227,11 +254,19 @@ class GpuPoolLauncher(Launcher):
             sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
         job_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
         output = pool_dir / f"job-{idx}.out"
-        message = (
-            f"the job's process ended by {_pool.describe_exit(returncode)} on GPU {slot.gpu} "
-            f"(slot {slot.name}) without handing back its result (its output: {output}){problem}"
-        )
-        path = _record.record_lost_job(job_dir, overrides, message, _gpu_record(slot, threads))
+        ended = _pool.describe_exit(returncode)
+        if timed_out:
+            error_type = _failed_jobs.TIME_LIMIT
+            message = _failed_jobs.time_limit_message(self.job_timeout_s or 0, ended)
+            message += f" in {self._where(slot)} (its output: {output})"
+        else:
+            error_type = _failed_jobs.JOB_LOST
+            message = (
+                f"the job's process ended by {ended} {self._where(slot, 'on')} without handing "
+                f"back its result (its output: {output}){problem}"
+            )
+        gpu = _gpu_record(slot, threads) if self.pin_gpu else None
+        path = _record.record_lost_job(job_dir, overrides, message, gpu, error_type)
         log.error(
             "Job #%d (%s): %s. Recorded as failed in %s; the sweep goes on.",
             idx,

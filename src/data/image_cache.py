@@ -10,6 +10,8 @@ fsynced, then renamed; the meta file is written last and is what marks a cache c
 build killed at any point leaves either the previous cache or none, never a torn one.
 """
 
+import errno
+import io
 import os
 import secrets
 import time
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from src.utils.atomic import failed_write
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -97,9 +100,13 @@ def build_cache(
     started = time.perf_counter()
     channels = shape[0]
     try:
-        out = np.lib.format.open_memmap(
-            tmp_images, mode="w+", dtype=np.uint8, shape=(len(samples), *shape)
-        )
+        try:
+            out = np.lib.format.open_memmap(
+                tmp_images, mode="w+", dtype=np.uint8, shape=(len(samples), *shape)
+            )
+        except OSError as err:
+            raise failed_write(images_path, err) from err
+        _reserve(tmp_images, images_path)  # a full disk: OSError now, not SIGBUS mid-decode
         labels, skipped = [], []
         bounds: dict[str, list[int]] = {}
         total, total_sq, train_pixels = np.zeros(channels), np.zeros(channels), 0
@@ -136,10 +143,15 @@ def build_cache(
             skipped=skipped,
         )
         os.replace(tmp_images, images_path)
-        with tmp_meta.open("wb") as f:
-            torch.save(meta.to_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
+        buffer = io.BytesIO()  # torch.save to a file reports a full disk as RuntimeError
+        torch.save(meta.to_dict(), buffer)
+        try:
+            with tmp_meta.open("wb") as f:
+                f.write(buffer.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise failed_write(meta_path, err) from err
         os.replace(tmp_meta, meta_path)  # last: its presence marks the cache complete
     finally:
         for tmp in (tmp_images, tmp_meta):
@@ -151,6 +163,23 @@ def build_cache(
         time.perf_counter() - started,
         f" ({len(skipped)} unreadable, skipped)" if skipped else "",
     )
+
+
+def _reserve(tmp: Path, final: Path) -> None:
+    """Allocate the whole memory-mapped file now: writing into a mapped page that the disk has no
+    room for kills the process with SIGBUS; `posix_fallocate` says ENOSPC instead (naming
+    `final`)."""
+    size = tmp.stat().st_size
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        if hasattr(os, "posix_fallocate") and size:
+            os.posix_fallocate(fd, 0, size)
+    except OSError as err:
+        if err.errno in (errno.EINVAL, errno.EOPNOTSUPP):  # a filesystem without it
+            return
+        raise failed_write(final, err) from err
+    finally:
+        os.close(fd)
 
 
 def _decoded(

@@ -27,6 +27,7 @@ from src.data.images import MODES, image_size, image_suffixes, read_image
 from src.data.in_memory import InMemoryDataModule, Split
 from src.utils.errors import ConfigError, DatasetNotFoundError
 from src.utils.logging_utils import get_logger
+from src.utils.shown_path import shown_path
 
 log = get_logger(__name__)
 
@@ -68,7 +69,8 @@ class ImageFolderDataModule(InMemoryDataModule):
         """Every image with its label and split (splits in train, val, test order), class names."""
         if not self.root.is_dir():
             raise DatasetNotFoundError(
-                f"data.root={str(self.root)!r} is not a folder (looked in {self.root.resolve()}); "
+                f"data.root={str(self.root)!r} is not a folder (looked in "
+                f"{shown_path(self.root)}); "
                 "give a folder with one subfolder of images per class."
             )
         has_splits = (self.root / "train").is_dir()
@@ -139,7 +141,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         """Names, sizes and mtimes of every file, and every setting that changes the decoded bytes."""
         hp = self.hparams
         digest = hashlib.sha1(
-            f"{FORMAT}|{self.root.resolve()}|{list(self.input_shape)}|{hp.resize}|{hp.on_error}|"
+            f"{FORMAT}|{shown_path(self.root)}|{list(self.input_shape)}|{hp.resize}|{hp.on_error}|"
             f"{'no-val' if hp.folds else hp.val_size}|{hp.test_size}|{hp.split_seed}|"
             f"{self.cache_settings()}".encode()  # a subclass's own arguments too
         )

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from src.data.augment import random_shift
 from src.data.batch_loader import IndexBatchLoader
 from src.data.folds import check_fold_settings, fold_indices
-from src.utils.atomic import atomic_path
+from src.utils.atomic import atomic_torch_save
 from src.utils.errors import ConfigError
 from src.utils.logging_utils import get_logger
 
@@ -334,8 +334,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         splits = load()
         if path is not None:
             try:  # whole or absent under its final name, even after a crash or a full disk
-                with atomic_path(path) as tmp:
-                    torch.save({k: {"x": x, "y": y} for k, (x, y) in splits.items()}, tmp)
+                atomic_torch_save({k: {"x": x, "y": y} for k, (x, y) in splits.items()}, path)
             except OSError as err:  # a cache is an optimization: train without it
                 log.warning("Could not write the decoded-data cache %s: %s", path, err)
         return splits

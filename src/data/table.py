@@ -30,6 +30,7 @@ from src.data.examples import is_example, load_example_table
 from src.data.in_memory import InMemoryDataModule, Split
 from src.utils.errors import ConfigError, DatasetNotFoundError
 from src.utils.logging_utils import get_logger
+from src.utils.shown_path import shown_path
 
 log = get_logger(__name__)
 
@@ -68,7 +69,7 @@ class TableDataModule(InMemoryDataModule):
         file = Path(self.path)
         if not file.is_file():
             raise DatasetNotFoundError(
-                f"data.path={self.path!r}: no such file (looked in {file.resolve()}); give a CSV "
+                f"data.path={self.path!r}: no such file (looked in {shown_path(file)}); give a CSV "
                 "file, or a bundled table: sklearn:wine, sklearn:iris, sklearn:diabetes."
             )
         try:  # every cell as text: numbers are parsed below, where a bad one can be named

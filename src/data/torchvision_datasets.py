@@ -14,6 +14,7 @@ from src.data.augment import random_hflip, random_shift
 from src.data.in_memory import InMemoryDataModule, Split
 from src.utils.errors import ConfigError, DatasetNotFoundError
 from src.utils.logging_utils import get_logger
+from src.utils.shown_path import shown_path
 
 log = get_logger(__name__)
 
@@ -68,8 +69,8 @@ class TorchvisionDataModule(InMemoryDataModule):
             socket.setdefaulttimeout(previous)
 
     def _not_found(self, err: Exception) -> DatasetNotFoundError:
-        where = (self._root() / self.folder).resolve()
-        also = ", ".join(str((d / self.folder).resolve()) for d in self.search_dirs)
+        where = shown_path(self._root() / self.folder)
+        also = ", ".join(shown_path(d / self.folder) for d in self.search_dirs)
         return DatasetNotFoundError(
             f"{self.name} files are missing under {where}{f' (also looked in {also})' if also else ''} "
             f"and could not be downloaded ({type(err).__name__}: {' '.join(str(err).split())}). "

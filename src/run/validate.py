@@ -4,24 +4,15 @@ Hydra already rejects unknown group options and misspelled keys (the configs are
 this module covers the values inside the keys, before anything is built or written.
 """
 
-from collections.abc import Iterable
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from src.data.folds import check_fold_settings
+from src.run.value_checks import check_values
 from src.utils.devices import available_devices, resolve_accelerator
 from src.utils.errors import ConfigError
-
-
-def _require_positive(cfg: DictConfig, key: str, allow: Iterable = ()) -> None:
-    value = OmegaConf.select(cfg, key, default=None)
-    if value is None or value in allow:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        extra = f" (or one of {list(allow)})" if allow else ""
-        raise ConfigError(f"{key}={value!r} is not allowed: it must be a number > 0{extra}.")
 
 
 def _check_devices(cfg: DictConfig) -> None:
@@ -100,11 +91,7 @@ def validate_config(cfg: DictConfig) -> None:
 
     The checks that depend on the module (what it logs, which groups it takes) are in
     `src.run.module_checks`."""
-    _require_positive(cfg, "data.batch_size")
-    if "optimizer" in (cfg.get("model") or {}):  # a module with its own optimizer ignores it
-        _require_positive(cfg, "optimizer.lr")
-    _require_positive(cfg, "trainer.max_epochs", allow=(-1,))
-    _require_positive(cfg, "trainer.max_steps", allow=(-1,))
+    check_values(cfg)  # the type and range of each value (src/run/value_checks.py)
     _check_devices(cfg)
     _check_sync_batchnorm(cfg)
     _check_cv(cfg)

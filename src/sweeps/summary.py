@@ -85,6 +85,17 @@ def log_summary(summary: Summary) -> None:
         log.error("Job %s %s: %s (%s)", job["job"], job["status"], job.get("error"), job["run_dir"])
 
 
+def _write_failed(err: OSError, sweep_dir: Path) -> str:
+    """One line: which summary file could not be written, and why (files are written atomically:
+    the ones already there are whole, the failed one is as it was)."""
+    what = err.strerror or str(err)
+    where = err.filename or sweep_dir
+    return (
+        f"The sweep summary was not written: {what} while writing {where} (each summary file is "
+        f"written whole or not at all). Free some space, then: python -m src.sweeps.summary {sweep_dir}"
+    )
+
+
 # ---- the Hydra callback and the command line -------------------------------------------------
 class SweepSummary(Callback):
     """Writes the summary into the sweep directory when a multirun ends (`hydra.callbacks`)."""
@@ -98,6 +109,8 @@ class SweepSummary(Callback):
             log_summary(write_summary(sweep_dir, settings.metric, settings.mode, settings.log_x))
         except FileNotFoundError as exc:
             log.warning("No sweep summary: %s", exc)
+        except OSError as exc:  # a full disk: every job's results.json is written; only this failed
+            log.error("%s", _write_failed(exc, sweep_dir))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = write_summary(args.sweep_dir, metric, mode, settings.log_x)
     except (FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
+    except OSError as exc:  # a full disk, a read-only folder
+        parser.exit(1, f"{parser.prog}: {_write_failed(exc, args.sweep_dir)}\n")
     log_summary(summary)
     return 0
 

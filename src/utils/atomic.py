@@ -7,6 +7,7 @@ Errors keep the final path in their message, so "no space left on device" names 
 """
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -67,3 +68,40 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+#: below this many free bytes, a write that failed without saying why is taken as a full disk
+_NEARLY_FULL = 64 * 2**20
+
+
+def failed_write(path: str | Path, err: BaseException) -> OSError:
+    """The OSError behind a write that a library reported otherwise, naming `path`.
+
+    `torch.save` reports a failed write as a RuntimeError ('file write failed', 'unexpected pos',
+    'iostream error'), without the errno: a disk with (almost) nothing left is taken as ENOSPC,
+    anything else as EIO.
+    """
+    if isinstance(err, OSError) and err.errno is not None:
+        return OSError(err.errno, err.strerror or str(err), str(path))
+    try:
+        stat = os.statvfs(Path(path).parent)
+        nearly_full = stat.f_bavail * stat.f_frsize < _NEARLY_FULL
+    except OSError:
+        nearly_full = False
+    code = errno.ENOSPC if nearly_full else errno.EIO
+    return OSError(code, os.strerror(code), str(path))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """`torch.save(obj, path)` atomically; a failed write is an OSError naming `path` (see above),
+    never torch's RuntimeError, and leaves no temp file."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:  # its messages vary: "file write failed", "unexpected pos"
+            cause = failed_write(path, err)
+            if cause.errno != errno.ENOSPC and "write" not in str(err).lower():
+                raise
+            raise cause from err
