@@ -65,6 +65,11 @@ def _register() -> None:
     )
 
 
+#: what a user types again with `ckpt_path=` of these runs: a checkpoint never sets a place, so the
+#: tutorial datamodule's `data_dir` comes from this clone's `paths.data_dir` (the trust rule)
+TYPED_AGAIN: dict[str, list[str]] = {}
+
+
 def _train(tmp_path_factory, cache_dir, overrides: list[str]) -> str:
     _register()
     out = tmp_path_factory.mktemp("train") / "run"
@@ -88,22 +93,27 @@ def dict_module(tmp_path_factory, cache_dir, mnist_dir) -> str:
     """A dict-returning module on the tutorial's plain MNIST datamodule (28×28: a 784-wide recon)."""
     data = ["data=plain_mnist", f"data.data_dir={mnist_dir}"]
     model = ["model=dict_predictor", "model.input_shape=[1,28,28]"]
-    return _train(tmp_path_factory, cache_dir, [*data, *model, *OWN_MODULE])
+    ckpt = _train(tmp_path_factory, cache_dir, [*data, *model, *OWN_MODULE])
+    TYPED_AGAIN[ckpt] = [f"paths.data_dir={mnist_dir}"]
+    return ckpt
 
 
 @pytest.fixture(scope="module")
 def plain_classifier(tmp_path_factory, cache_dir, mnist_dir) -> str:
     """The shipped MLP classifier on the tutorial's plain MNIST datamodule (no `splits`)."""
     model = ["model.num_classes=10", "model.net.num_classes=10", "model.net.input_shape=[1,28,28]"]
-    return _train(
+    ckpt = _train(
         tmp_path_factory,
         cache_dir,
         ["data=plain_mnist", f"data.data_dir={mnist_dir}", *model],
     )
+    TYPED_AGAIN[ckpt] = [f"paths.data_dir={mnist_dir}"]
+    return ckpt
 
 
 def _run(task: str, make_cfg, ckpt: str, *extra: str):
-    overrides = [f"ckpt_path={ckpt}", "extras.print_config=false", TRUST, *extra]
+    overrides = [f"ckpt_path={ckpt}", "extras.print_config=false", TRUST]
+    overrides += [*TYPED_AGAIN.get(ckpt, []), *extra]
     cfg = make_cfg(task, overrides)
     metrics = (predict if task == "predict" else export)(cfg, overrides=overrides)
     return metrics, cfg, Path(cfg.paths.output_dir)
@@ -422,6 +432,7 @@ def test_predict_on_a_full_disk_is_one_line_naming_the_tensor_file(small_disk, d
     _fill(small_disk, 48 * 1024)
     run = small_disk / "predict"
     overrides = [f"ckpt_path={dict_module}", "extras.print_config=false", TRUST]
+    overrides += TYPED_AGAIN[dict_module]
     cfg = compose_config("predict", run, overrides)
     with pytest.raises(DiskFullError, match=rf"while writing {run / 'predictions.pt'}"):
         predict(cfg, overrides=overrides)
