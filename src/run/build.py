@@ -11,6 +11,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from src.checkpoints.atomic_io import AtomicCheckpointIO
 from src.checkpoints.run_config import RunConfigInCheckpoint
 from src.run.profiler import NoOpProfiler
+from src.utils.console_logging import quiet_third_party_tips
 from src.utils.errors import ConfigError
 from src.utils.logging_utils import get_logger
 
@@ -23,7 +24,7 @@ def _instantiate_each(group: DictConfig | None, kind: type, group_name: str) -> 
     for name, conf in (group or {}).items():
         if isinstance(conf, Mapping) and "_target_" in conf:
             target: str = str(conf["_target_"])
-            log.info("Instantiating %s <%s>", name, target)
+            log.debug("Instantiating %s <%s>", name, target)  # the log file
             obj = instantiate(conf)
             if not isinstance(obj, kind):
                 raise ConfigError(
@@ -50,6 +51,7 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
     Every checkpoint is written atomically (`AtomicCheckpointIO`); with `store_config`, each one
     also carries the run's resolved config, so eval/predict/export need nothing else.
     """
+    quiet_third_party_tips()
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     if store_config:
         stored = OmegaConf.to_container(cfg, resolve=True)
