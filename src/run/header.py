@@ -6,7 +6,7 @@ directory (`config.yaml`, `config_tree.log`) and printed only on request (`extra
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.run.config_files import CONFIG_ORDER
 from src.run.summary import show_path
@@ -30,7 +30,9 @@ def _hydra_choices_and_overrides() -> tuple[dict[str, str], list[str]] | None:
         and not (group in QUIET_GROUPS and option == "default")
     }
     order = [g for g in CONFIG_ORDER if g in chosen] + sorted(set(chosen) - set(CONFIG_ORDER))
-    return {g: chosen[g] for g in order}, [str(o) for o in hydra_cfg.overrides.task]
+    # as typed: reading the list through OmegaConf would resolve an `${oc.env:…}` in it
+    typed = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)
+    return {g: chosen[g] for g in order}, [str(o) for o in typed or []]
 
 
 def header_text(cfg: DictConfig) -> str:
