@@ -4,6 +4,13 @@ The checkpoint carries its run's resolved config, so the same data, model and tr
 overrides typed here (`data.batch_size=256`, `trainer=gpu`) apply on top.
 """
 
+from src.run.completion import answer_shell_completion
+
+answer_shell_completion(
+    __name__, "eval"
+)  # `-sc …`: answered before the imports below load Lightning
+
+
 import hydra
 from omegaconf import DictConfig
 

@@ -7,6 +7,13 @@ The model runs in plain torch (no Trainer): one process, rows in input order, wh
 the checkpoint was trained with.
 """
 
+from src.run.completion import answer_shell_completion
+
+answer_shell_completion(
+    __name__, "predict"
+)  # `-sc …`: answered before the imports below load Lightning
+
+
 import csv
 from pathlib import Path
 from typing import Any

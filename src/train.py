@@ -7,6 +7,13 @@ python src/train.py resume=logs/train/runs/<run>        # continue a run in its 
 python src/train.py cv.folds=5                        # 5-fold cross-validation (src/cv/)
 """
 
+from src.run.completion import answer_shell_completion
+
+answer_shell_completion(
+    __name__, "train"
+)  # `-sc …`: answered before the imports below load Lightning
+
+
 from pathlib import Path
 
 import hydra

@@ -178,3 +178,47 @@ def test_full_error_still_shows_the_stack_when_asked(tmp_path):
     proc = run_cli(args, cwd=tmp_path, timeout=300, env={"HYDRA_FULL_ERROR": "1"})
     assert proc.returncode == 1 and "Traceback" in proc.stderr
     assert "data.batch_size=0 is not allowed" in proc.stderr
+
+
+# ---- shell completion ----------------------------------------------------------------------------
+def complete(line: str, path: str | None = None) -> list[str]:
+    """What `scripts/completion.bash` offers for `line` with the cursor at its end."""
+    script = (
+        f"source {ROOT / 'scripts' / 'completion.bash'}; COMP_LINE='{line}'; "
+        "COMP_POINT=${#COMP_LINE}; COMP_WORDS=($COMP_LINE); "
+        "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _template_hydra_complete; "
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if path:
+        env["PATH"] = path
+    proc = subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
+    return proc.stdout.split()
+
+
+def test_completion_with_the_venv_python_typed_as_a_path():
+    # Hydra's own script ran `.venv/bin/python -sc query=bash`: "NameError: name 'bash' is not defined"
+    assert complete(f"{PYTHON} src/train.py trainer.max_ep") == ["trainer.max_epochs="]
+
+
+def test_completion_with_an_activated_venv():
+    path = os.pathsep.join([str(Path(PYTHON).parent), os.environ.get("PATH", "")])
+    assert "model=cnn" in complete("python src/train.py model=", path)
+
+
+def test_completion_answers_before_lightning_is_imported():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COMP_LINE": "python src/train.py mod"}
+    env["COMP_POINT"] = str(len(env["COMP_LINE"]))
+    proc = subprocess.run(
+        [PYTHON, "-X", "importtime", "src/train.py", "-sc", "query=bash"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0 and "model=" in proc.stdout, proc.stderr[-2000:]
+    imported = proc.stderr  # -X importtime: one line per module imported
+    assert "pytorch_lightning" not in imported and "torch" not in imported.split()
