@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.run.exit import exit_after_run
 from src.run.lock import acquire, is_rank_zero, release
 from src.run.resume_args import expand_resume_args, override_key, resume_dir
-from src.utils.errors import TemplateError, full_error_requested
+from src.utils.errors import TemplateError, full_error_requested, user_error
 from src.utils.resolvers import PROJECT_ROOT
 
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -135,8 +135,9 @@ def one_line_error(err: BaseException, config_name: str, args: list[str]) -> str
     )
     from omegaconf.errors import OmegaConfBaseException
 
-    if isinstance(err, TemplateError):
-        return " ".join(str(err).split("\n"))
+    ours = user_error(err)
+    if ours is not None:
+        return " ".join(str(ours).split("\n"))
     if not isinstance(err, CompactHydraException):
         return None
     if isinstance(err, ConfigCompositionException) and not isinstance(

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from src.run.lock import is_rank_zero
 from src.sweeps.ddp import ranks_join_this_job
 from src.sweeps.threads import follow_cpu_allocation
-from src.utils.errors import MetricNotProducedError, TemplateError, full_error_requested
+from src.utils.errors import MetricNotProducedError, full_error_requested, user_error
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -80,12 +80,13 @@ def run_job(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
     if not in_multirun():
         try:
             return optimized_value(task(cfg), cfg)
-        except TemplateError as err:
-            if full_error_requested():
+        except Exception as exc:
+            err = user_error(exc)
+            if err is None or full_error_requested():
                 raise
             # its one line alone: raised as an exception, Hydra would put "Error executing job
             # with overrides: [...]" above it and its HYDRA_FULL_ERROR advice below
-            raise SystemExit(str(err)) from err
+            raise SystemExit(str(err)) from exc
     try:
         with ranks_join_this_job(script):
             metrics = task(cfg)

@@ -16,6 +16,19 @@ def full_error_requested() -> bool:
     return _is_env_set("HYDRA_FULL_ERROR") or is_under_debugger()
 
 
+def user_error(exc: BaseException) -> "TemplateError | None":
+    """The TemplateError `exc` is or wraps (OmegaConf wraps one raised by a resolver that reads the
+    data: `${folder_classes:…}`); None for anything else."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TemplateError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 class TemplateError(CompactHydraException):
     """Base of the errors below: a message meant for the user, printed without a traceback."""
 
