@@ -222,3 +222,34 @@ def test_completion_answers_before_lightning_is_imported():
     assert proc.returncode == 0 and "model=" in proc.stdout, proc.stderr[-2000:]
     imported = proc.stderr  # -X importtime: one line per module imported
     assert "pytorch_lightning" not in imported and "torch" not in imported.split()
+
+
+# ---- debug presets -------------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["default", "fdr", "limit", "overfit", "profiler"])
+def test_every_debug_preset_runs_on_the_default_data(make_cfg, caplog, preset):
+    from src.train import train
+
+    overrides = [f"debug={preset}", "extras.print_config=false", "callbacks.history.plot=false"]
+    if preset == "overfit":
+        overrides.append("trainer.max_epochs=3")  # its 30 epochs prove nothing more here
+    with caplog.at_level("INFO", logger="src"):
+        metrics = train(make_cfg("train", overrides))
+    assert "test/acc" in metrics
+    # fast_dev_run writes no checkpoint: said so, not "no ModelCheckpoint callback?"
+    assert "No best checkpoint" not in caplog.text and "no ModelCheckpoint" not in caplog.text
+    if preset == "fdr":
+        assert "fast_dev_run writes no checkpoint" in caplog.text
+
+
+def test_debug_logging_is_this_projects_only():
+    """debug=…: DEBUG on the console for this project's loggers; the root stays at INFO, so
+    matplotlib's font lookups and the like stay out."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["debug=fdr"], return_hydra_config=True)
+    logging_cfg = cfg.hydra.job_logging
+    assert logging_cfg.root.level == "INFO"
+    assert logging_cfg.handlers.console.level == "DEBUG"
+    assert logging_cfg.loggers.src.level == "DEBUG"
+    assert "matplotlib" not in logging_cfg.get("loggers", {})
