@@ -27,7 +27,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
     """Rebuild the checkpoint's run, test it, write `results.json`; return the test metrics."""
     with open_run("eval", cfg, model_path=str(cfg.ckpt_path)) as record:
         cfg, datamodule, model = restore_run(cfg, overrides)  # the checkpoint's weights, loaded
-        results = build_trainer(cfg).test(model, datamodule=datamodule)
+        # verbose=False: the run's summary shows the test metrics
+        results = build_trainer(cfg).test(model, datamodule=datamodule, verbose=False)
         record.add_metrics(results[0] if results else {})
         record.summary_rows = [("test", format_metrics(record.metrics, ("test/",)))]
     return record.metrics

@@ -6,8 +6,9 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 
+from src.callbacks.progress_bar import ThrottledRichProgressBar
 from src.checkpoints.atomic_io import AtomicCheckpointIO
 from src.checkpoints.run_config import RunConfigInCheckpoint
 from src.run.profiler import NoOpProfiler
@@ -57,6 +58,11 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
         stored = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(stored, dict)
         callbacks.append(RunConfigInCheckpoint({str(k): v for k, v in stored.items()}))
+    if (
+        cfg.trainer.get("enable_progress_bar", True) is not False
+        and not any(isinstance(c, ProgressBar) for c in callbacks)
+    ):  # eval/predict/export name no callbacks: ours, not Lightning's default (src/callbacks/progress_bar.py)
+        callbacks.append(ThrottledRichProgressBar())
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv keeps the LR
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
