@@ -108,6 +108,6 @@ def fit_rows(cfg: DictConfig, record: RunRecord, trainer: Any) -> list[tuple[str
 def _why_no_checkpoint(trainer: Any) -> str:
     if getattr(trainer, "fast_dev_run", False):
         return "trainer.fast_dev_run writes none"
-    if trainer.checkpoint_callback is None:
+    if getattr(trainer, "checkpoint_callback", None) is None:
         return "no ModelCheckpoint callback"
     return "ModelCheckpoint saved none"
