@@ -253,3 +253,17 @@ def test_debug_logging_is_this_projects_only():
     assert logging_cfg.handlers.console.level == "DEBUG"
     assert logging_cfg.loggers.src.level == "DEBUG"
     assert "matplotlib" not in logging_cfg.get("loggers", {})
+
+
+def test_a_continued_run_does_not_warn_that_its_checkpoint_directory_is_not_empty(make_cfg):
+    """resume= and a requeue continue a run in its own directory on purpose: Lightning's
+    "Checkpoint directory … exists and is not empty" says nothing there."""
+    import warnings
+
+    from src.run.setup import prepare_run
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare_run(make_cfg("train", ["extras.print_config=false"]))
+        warnings.warn("Checkpoint directory /x/checkpoints exists and is not empty.", stacklevel=1)
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]
