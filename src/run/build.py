@@ -6,7 +6,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from src.callbacks.progress_bar import ThrottledRichProgressBar
 from src.checkpoints.atomic_io import AtomicCheckpointIO
@@ -58,10 +58,9 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
         stored = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(stored, dict)
         callbacks.append(RunConfigInCheckpoint({str(k): v for k, v in stored.items()}))
-    if (
-        cfg.trainer.get("enable_progress_bar", True) is not False
-        and not any(isinstance(c, ProgressBar) for c in callbacks)
-    ):  # eval/predict/export name no callbacks: ours, not Lightning's default (src/callbacks/progress_bar.py)
+    if "callbacks" not in cfg and cfg.trainer.get("enable_progress_bar", True) is not False:
+        # eval/predict/export have no callbacks group: our bar rather than Lightning's default
+        # (no `0.00it/s`, nothing when redirected; src/callbacks/progress_bar.py)
         callbacks.append(ThrottledRichProgressBar())
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv keeps the LR
