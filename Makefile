@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# the install stamp is named by the requirements' content, not compared by mtime: a fresh clone or
+# a checkout that touches the files without changing them installs nothing again
+REQ_SUM := $(firstword $(shell cat requirements.txt pyproject.toml | cksum))
+STAMP  := $(VENV)/.installed-$(REQ_SUM)
 ARGS   ?=
 
 .DEFAULT_GOAL := help
@@ -11,10 +14,11 @@ ARGS   ?=
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install requirements.txt (done by train/test when missing)

@@ -5,6 +5,13 @@ The checkpoint carries its run's resolved config, so the same model and data val
 (`data.batch_size=256`, `trainer=gpu`) apply on top.
 """
 
+from src.run.completion import answer_shell_completion
+
+answer_shell_completion(
+    __name__, "eval"
+)  # `-sc …`: answered before the imports below load Lightning
+
+
 import hydra
 from omegaconf import DictConfig
 
@@ -22,7 +29,8 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, f
     """Rebuild the checkpoint's run, test it, write `results.json`; return the test metrics."""
     with open_run("eval", cfg, model_path=str(cfg.ckpt_path)) as record:
         cfg, datamodule, model = restore_run(cfg, overrides)  # the checkpoint's weights, loaded
-        results = build_trainer(cfg).test(model, datamodule=datamodule)
+        # verbose=False: the run's summary shows the test metrics
+        results = build_trainer(cfg).test(model, datamodule=datamodule, verbose=False)
         record.add_metrics(results[0] if results else {})
         tested = {k: v for k, v in record.metrics.items() if stage_of(k) == "test"}  # test_loss too
         record.summary_rows = [("test", format_metrics(tested))]

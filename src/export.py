@@ -14,6 +14,13 @@ resumed one), at any time, and keeps onnx out of every training run; the end-of-
 prints this command with the best checkpoint filled in.
 """
 
+from src.run.completion import answer_shell_completion
+
+answer_shell_completion(
+    __name__, "export"
+)  # `-sc …`: answered before the imports below load Lightning
+
+
 from pathlib import Path
 
 import hydra

@@ -9,6 +9,12 @@ large for columns); class columns and `predict/acc` only for a module that decla
 (the rule: `src/models/prediction_files.py`). `results.json` goes into the run directory.
 """
 
+from src.run.completion import answer_shell_completion
+
+answer_shell_completion(
+    __name__, "predict"
+)  # `-sc …`: answered before the imports below load Lightning
+
 from pathlib import Path
 
 import hydra

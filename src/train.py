@@ -7,6 +7,13 @@ python src/train.py resume=logs/train/runs/<run>        # continue a run in its 
 python src/train.py cv.folds=5                        # 5-fold cross-validation (src/cv/)
 """
 
+from src.run.completion import answer_shell_completion
+
+answer_shell_completion(
+    __name__, "train"
+)  # `-sc …`: answered before the imports below load Lightning
+
+
 from pathlib import Path
 
 import hydra
@@ -49,11 +56,20 @@ def test_best_checkpoint(
 ) -> dict[str, float]:
     """Reload the best checkpoint (not the last weights) and test it."""
     ckpt_path = best_checkpoint(trainer)
-    if ckpt_path is None:
+    if ckpt_path is None and getattr(trainer, "fast_dev_run", False):
+        log.info("trainer.fast_dev_run writes no checkpoint: testing the current weights.")
+    elif ckpt_path is None and trainer.checkpoint_callback is None:
+        log.warning("No ModelCheckpoint callback: testing the current weights.")
+    elif ckpt_path is None:
         log.warning(
-            "No best checkpoint (no ModelCheckpoint callback?): testing the current weights."
+            "ModelCheckpoint kept no best checkpoint (monitor %r never logged?): testing the "
+            "current weights.",
+            getattr(trainer.checkpoint_callback, "monitor", None),
         )
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    # verbose=False: the run's summary shows the test metrics with the others
+    results = trainer.test(
+        model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True, verbose=False
+    )
     return dict(results[0]) if results else {}
 
 

@@ -37,9 +37,26 @@ def test_every_group_has_options():
         assert config_options(group), group
 
 
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory):
+    """A folder for `data=image_folder`, whose class count and image shape are read from it."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images")
+    for name in ("a", "b"):
+        (root / name).mkdir()
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / name / "0.png")
+    return root
+
+
+def data_args(data: str, image_root) -> list[str]:
+    return [f"data={data}", *([f"data.root={image_root}"] if data == "image_folder" else [])]
+
+
 @pytest.mark.parametrize("data", DATA)
-def test_data_instantiates(make_cfg, data):
-    cfg = make_cfg("train", [f"data={data}"])
+def test_data_instantiates(make_cfg, data, image_root):
+    cfg = make_cfg("train", data_args(data, image_root))
     dm = instantiate(cfg.data, _convert_="all")
     assert dm.num_classes == cfg.data.num_classes
     assert list(dm.input_shape) == list(cfg.data.input_shape)
@@ -79,11 +96,11 @@ class StandInData(pl.LightningDataModule):
 
 
 @pytest.mark.parametrize(("model", "data"), _pairs())
-def test_every_model_works_with_every_dataset(make_cfg, model, data):
+def test_every_model_works_with_every_dataset(make_cfg, model, data, image_root):
     """Each pair instantiates and runs one training step, one validation step and one test step
     (the dry run every training run of a module without `LOGGED_METRICS` makes), and logs the
     metric its config monitors. Nothing about the module's outputs is assumed: any module goes."""
-    cfg = make_cfg("train", [f"model={model}", f"data={data}"])
+    cfg = make_cfg("train", [f"model={model}", *data_args(data, image_root)])
     if len(cfg.data.input_shape) != 3 and model in ("cnn", "resnet"):
         with pytest.raises(InstantiationException, match="needs images"):
             instantiate(cfg.model, _convert_="all")

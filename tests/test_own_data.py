@@ -199,13 +199,41 @@ def test_workers_path_applies_a_per_sample_transform(tmp_path):
 
 def test_image_folder_trains_and_its_checkpoint_names_the_classes(make_cfg, tmp_path):
     root = write_images(tmp_path / "imgs", per_class=10)
-    overrides = [f"data.root={root}", "data.num_classes=3", "data.input_shape=[3,8,8]"]
-    cfg = make_cfg("train", [*FAST, "data=image_folder", *overrides, "data.batch_size=8"])
+    # no data.num_classes, no data.input_shape: both read from the folder
+    cfg = make_cfg("train", [*FAST, "data=image_folder", f"data.root={root}", "data.batch_size=8"])
+    assert cfg.model.num_classes == 3 and list(cfg.model.net.input_shape) == [3, 8, 8]
     metrics = train(cfg)
     assert 0 <= metrics["test/acc"] <= 1
     best = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())["best_model_path"]
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
     assert ckpt["ImageFolderDataModule"]["class_names"] == list(CLASSES)
+
+
+def test_image_folder_reads_grey_channels_and_falls_back_to_64_for_mixed_sizes(make_cfg, tmp_path):
+    grey = tmp_path / "grey"
+    for name in ("a", "b"):
+        (grey / "train" / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((5, 7), np.uint8)).save(grey / "train" / name / "0.png")
+    cfg = make_cfg("train", ["data=image_folder", f"data.root={grey}"])
+    assert cfg.data.num_classes == 2 and list(cfg.data.input_shape) == [1, 5, 7]
+    mixed = write_images(tmp_path / "mixed")
+    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(mixed / "cat" / "odd.png")
+    cfg = make_cfg("train", ["data=image_folder", f"data.root={mixed}"])
+    assert list(cfg.data.input_shape) == [3, 64, 64]
+    typed = make_cfg(
+        "train", ["data=image_folder", f"data.root={mixed}", "data.input_shape=[1,8,8]"]
+    )
+    assert list(typed.model.net.input_shape) == [1, 8, 8]  # a typed value wins
+
+
+def test_image_folder_without_its_folder_is_one_line(make_cfg, tmp_path):
+    from src.run.cli import one_line_error
+
+    cfg = make_cfg("train", [*FAST, "data=image_folder", f"data.root={tmp_path / 'nope'}"])
+    with pytest.raises(Exception) as raised:  # OmegaConf wraps what its resolver raised
+        train(cfg)
+    line = one_line_error(raised.value, "train", [])
+    assert line is not None and re.match(r"data.root='.*nope' is not a folder", line), line
 
 
 # ---- tables ---------------------------------------------------------------------------------

@@ -178,7 +178,8 @@ def test_mlflow_file_store_holds_the_run(run):
     experiment = client.get_experiment_by_name("train")
     (mlflow_run,) = client.search_runs([experiment.experiment_id])
     assert mlflow_run.data.tags["run_dir"] == str(run["out"])
-    assert mlflow_run.data.params["optimizer/lr"] == str(run["cfg"].optimizer.lr)
+    assert mlflow_run.data.params["optimizer.lr"] == str(run["cfg"].optimizer.lr)
+    assert not [k for k in mlflow_run.data.params if "/" in k]  # every key as a user types it
     assert len(client.get_metric_history(mlflow_run.info.run_id, "val/acc")) == EPOCHS
     assert mlflow_run.data.metrics["test/acc"] == pytest.approx(run["metrics"]["test/acc"])
 

@@ -150,7 +150,10 @@ class InMemoryDataModule(pl.LightningDataModule):
         for split, (x, y) in splits.items():
             self._check_shapes(split, x, y)
         self.splits = self._to_training_device(splits)
-        log.info("%s: %s", self.name, ", ".join(f"{k} {len(v[1])}" for k, v in self.splits.items()))
+        order: list[str] = [s for s in ("train", "val", "test") if s in self.splits]
+        order += [s for s in self.splits if s not in order]
+        sizes = " · ".join(f"{s} {len(self.splits[s][1])}" for s in order)
+        log.info("data %s: %s", self.name, sizes)
 
     def train_dataloader(self):
         return self._loader("train", train=True)

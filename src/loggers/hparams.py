@@ -12,7 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 #: the config keys every logger records as hyperparameters
@@ -20,14 +20,14 @@ HPARAM_KEYS = ("data", "model", "optimizer", "scheduler", "trainer", "seed")
 
 
 def flatten_params(
-    params: Mapping[str, Any], prefix: str = ""
+    params: Mapping[str, Any], prefix: str = "", sep: str = "/"
 ) -> dict[str, bool | int | float | str]:
     """Nested config → `{"a/b": value}` with values TensorBoard's HPARAMS table can show."""
     flat: dict[str, bool | int | float | str] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten_params(value, f"{name}/"))
+            flat.update(flatten_params(value, f"{name}{sep}", sep))
         elif isinstance(value, bool | int | float | str):
             flat[name] = value
         else:  # lists, None: shown as text
@@ -85,6 +85,12 @@ def log_hyperparameters(
         or [(cfg.get("monitor") or {}).get("metric")]
     )
     for logger in trainer.loggers:
-        logger.log_hyperparams(hparams)
+        if isinstance(logger, MLFlowLogger):
+            # MLflow lists params by flat name: the dotted key a user types (`optimizer.lr`),
+            # where Lightning would join them with "/"
+            flat = flatten_params(hparams, sep=".")
+            logger.log_hyperparams({k.replace("/", "."): v for k, v in flat.items()})
+        else:
+            logger.log_hyperparams(hparams)
         if isinstance(logger, TensorBoardLogger):
             log_tensorboard_hparams(logger, hparams, [m for m in metrics if m])

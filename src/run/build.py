@@ -8,10 +8,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
+from src.callbacks.progress_bar import ThrottledRichProgressBar
 from src.callbacks.restored_state import RestoredStateGuard
 from src.checkpoints.atomic_io import AtomicCheckpointIO
 from src.checkpoints.run_config import RunConfigInCheckpoint
 from src.run.profiler import NoOpProfiler
+from src.utils.console_logging import quiet_third_party_tips
 from src.utils.errors import ConfigError
 from src.utils.logging_utils import get_logger
 
@@ -24,7 +26,7 @@ def _instantiate_each(group: DictConfig | None, kind: type, group_name: str) -> 
     for name, conf in (group or {}).items():
         if isinstance(conf, Mapping) and "_target_" in conf:
             target: str = str(conf["_target_"])
-            log.info("Instantiating %s <%s>", name, target)
+            log.debug("Instantiating %s <%s>", name, target)  # the log file
             obj = instantiate(conf)
             if not isinstance(obj, kind):
                 raise ConfigError(
@@ -53,12 +55,17 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
     state restored from a checkpoint names files inside this run only, and the settings configured
     now win over the restored ones (`RestoredStateGuard`).
     """
+    quiet_third_party_tips()
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     callbacks.append(RestoredStateGuard(cfg.paths.output_dir))
     if store_config:
         stored = OmegaConf.to_container(cfg, resolve=True)
         assert isinstance(stored, dict)
         callbacks.append(RunConfigInCheckpoint({str(k): v for k, v in stored.items()}))
+    if "callbacks" not in cfg and cfg.trainer.get("enable_progress_bar", True) is not False:
+        # eval/predict/export have no callbacks group: our bar rather than Lightning's default
+        # (no `0.00it/s`, nothing when redirected; src/callbacks/progress_bar.py)
+        callbacks.append(ThrottledRichProgressBar())
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv keeps the LR
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

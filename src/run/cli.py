@@ -9,14 +9,17 @@
   supplies (`data.batch_size=256`, `data=mnist`) is passed to Hydra as an addition (`+…`).
 - The process ends without the interpreter's teardown (`src/run/exit.py`: ~127 MB and ~0.8 s of
   torch's library destructors, after everything of the run is written).
-- When Hydra rejects a key (`trainer.max_epoch=3`), its message names the key and the value but not
-  what is allowed; afterwards this prints the keys that exist there and the closest one. It runs
-  only after a failed start, so a good command pays nothing for it.
+- A user error prints one line alone (`errors_in_one_line`): ours, or Hydra's about the command line.
+  When Hydra rejects a key (`trainer.max_epoch=3`), its message names the key and the value but
+  not what is allowed; the line printed instead names the keys that exist there and the closest
+  one. It is composed only after a failed start, so a good command pays nothing for it.
 """
 
 import difflib
+import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,7 +28,7 @@ from src.run.exit import exit_after_run
 from src.run.lock import acquire, is_rank_zero, release
 from src.run.one_run import refuse_new_run_in_existing_dir
 from src.run.resume_args import expand_resume_args, override_key, resume_dir
-from src.utils.errors import TemplateError
+from src.utils.errors import TemplateError, full_error_requested, user_error
 from src.utils.resolvers import PROJECT_ROOT
 
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -79,16 +82,95 @@ def run_entry_point(main: Callable[[], Any], config_name: str) -> None:
     sys.argv = [sys.argv[0], *args]
     code: object = 0
     try:
-        main()
+        with errors_in_one_line(config_name, args):
+            main()
     except SystemExit as exit_:
         code = exit_.code
-        if exit_.code not in (0, None):
-            for hint in unknown_key_hints(config_name, sys.argv[1:]):
-                sys.stderr.write(hint + "\n")
     finally:
         if locked is not None:
             release(locked)
     exit_after_run(code)  # an exception other than SystemExit left above, with its traceback
+
+
+@contextmanager
+def errors_in_one_line(config_name: str, args: list[str]) -> Iterator[None]:
+    """While Hydra runs: a user's error (ours, or Hydra's own about the command line) is one line
+    on stderr and exit status 1; a bug keeps Hydra's traceback; `HYDRA_FULL_ERROR=1` (or a
+    debugger) gets Hydra's full behaviour.
+
+    Hydra prints errors in `hydra._internal.utils.run_and_report`, which `@hydra.main` looks up
+    each time it runs: that name is wrapped for the duration of the call, and restored after.
+    Hydra prints a compact error's message followed by its `HYDRA_FULL_ERROR` advice, and its
+    composition errors over several lines (`Available options in 'model':` then one per line).
+    """
+    import hydra._internal.utils as hydra_internal
+
+    original = hydra_internal.run_and_report
+
+    def report(func: Callable[[], Any]) -> Any:
+        if full_error_requested():
+            return original(func)
+        try:
+            return func()
+        except Exception as err:
+            line = one_line_error(err, config_name, args)
+            if line is None:  # a bug: Hydra prints its trimmed traceback and exits 1
+                return original(functools.partial(_raise, err))
+            sys.stderr.write(line + "\n")
+            sys.exit(1)
+
+    hydra_internal.run_and_report = report
+    try:
+        yield
+    finally:
+        hydra_internal.run_and_report = original
+
+
+def _raise(err: BaseException) -> None:
+    raise err
+
+
+def one_line_error(err: BaseException, config_name: str, args: list[str]) -> str | None:
+    """The one line a user error prints; None for anything else (a bug)."""
+    from hydra.errors import (
+        CompactHydraException,
+        ConfigCompositionException,
+        MissingConfigException,
+    )
+    from omegaconf.errors import OmegaConfBaseException
+
+    ours = user_error(err)
+    if ours is not None:
+        return " ".join(str(ours).split("\n"))
+    if not isinstance(err, CompactHydraException):
+        return None
+    if isinstance(err, ConfigCompositionException) and not isinstance(
+        err, MissingConfigException
+    ):  # a key that is not in the config: name the keys there, and the closest one
+        hints = unknown_key_hints(config_name, args)
+        if hints:
+            return " ".join(hints)
+    text = str(err)
+    if isinstance(err.__cause__, OmegaConfBaseException):
+        text += "\n" + str(err.__cause__).splitlines()[0]
+    return flatten_message(text)
+
+
+def flatten_message(text: str) -> str:
+    """Hydra's multi-line message as one line; a list under a heading ending in ':' joined by
+    commas (`Available options in 'model': cnn, mlp`)."""
+    chunks: list[list[str]] = []
+    for line in (raw.strip() for raw in text.splitlines()):
+        if line == "Config search path:":  # where Hydra looked: the same for every error
+            break
+        if not line:
+            continue
+        if chunks and chunks[-1][0].endswith(":"):
+            chunks[-1].append(line)
+        else:
+            chunks.append([line])
+    sentences = [f"{c[0]} {', '.join(c[1:])}" if len(c) > 1 else c[0] for c in chunks]
+    return " ".join(s if s.endswith((".", ":", "?")) else f"{s}." for s in sentences)
 
 
 def unknown_key_hints(config_name: str, args: list[str]) -> list[str]:

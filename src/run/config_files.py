@@ -26,13 +26,9 @@ def save_resolved_config(cfg: DictConfig, output_dir: str | Path) -> None:
     atomic_write_text(Path(output_dir) / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
-@rank_zero_only
-def print_config_tree(cfg: DictConfig, output_dir: str | Path) -> None:
-    """Print the composed config as a rich tree and save the same text as `config_tree.log`."""
-    import rich
+def _config_tree(cfg: DictConfig):  # -> rich.tree.Tree (rich imported only when it is needed)
     import rich.syntax
     import rich.tree
-    from rich.console import Console
 
     tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
     keys = [k for k in CONFIG_ORDER if k in cfg] + [k for k in cfg if k not in CONFIG_ORDER]
@@ -43,6 +39,18 @@ def print_config_tree(cfg: DictConfig, output_dir: str | Path) -> None:
             OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
         )
         branch.add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
-    rich.print(tree)
+    return tree
+
+
+@rank_zero_only
+def save_config_tree(cfg: DictConfig, output_dir: str | Path, show: bool = False) -> None:
+    """Save the composed config as a tree in `config_tree.log`; with `show`, print it too."""
+    from rich.console import Console
+
+    tree = _config_tree(cfg)
+    if show:
+        import rich
+
+        rich.print(tree)
     with atomic_open(Path(output_dir) / "config_tree.log", "w") as f:
         Console(file=f, width=120, color_system=None).print(tree)

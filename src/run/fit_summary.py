@@ -100,7 +100,7 @@ def fit_rows(cfg: DictConfig, record: RunRecord, trainer: Any) -> list[tuple[str
     if not ckpt:
         return [
             *table,
-            ("checkpoint", "none saved (no ModelCheckpoint callback): nothing to evaluate"),
+            ("checkpoint", f"none saved ({_why_no_checkpoint(trainer)}): nothing to evaluate"),
         ]
     ckpt_arg = f"ckpt_path={show_path(ckpt)}"
     return [
@@ -109,3 +109,11 @@ def fit_rows(cfg: DictConfig, record: RunRecord, trainer: Any) -> list[tuple[str
         ("predict", command("predict", ckpt_arg, "input=test")),
         ("export", command("export", ckpt_arg)),
     ]
+
+
+def _why_no_checkpoint(trainer: Any) -> str:
+    if getattr(trainer, "fast_dev_run", False):
+        return "trainer.fast_dev_run writes none"
+    if getattr(trainer, "checkpoint_callback", None) is None:
+        return "no ModelCheckpoint callback"
+    return "ModelCheckpoint saved none"

@@ -4,7 +4,6 @@ Hydra already rejects unknown group options and misspelled keys (the configs are
 this module covers the values inside the keys, before anything is built or written.
 """
 
-
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only

@@ -1,7 +1,8 @@
 """Run a task function (train, eval, predict, export) under `@hydra.main`: as a single run, or as
 one job of a multirun.
 
-A single run behaves as a plain call: an exception ends it with a traceback and exit code 1.
+A single run behaves as a plain call: an exception ends it with a traceback and exit code 1, a
+user error (`TemplateError`) with its one line (the traceback too with `HYDRA_FULL_ERROR=1`).
 In a multirun, one failed job must not end the sweep (Hydra's launchers stop at the first
 exception, and the Optuna sweeper stops its study): the job's `results.json` already says
 `failed` with the error (`src.run.lifecycle`), so here the error is logged and the job returns NaN,
@@ -23,7 +24,7 @@ from omegaconf import DictConfig
 from src.run.lock import is_rank_zero
 from src.sweeps.ddp import ranks_join_this_job
 from src.sweeps.threads import follow_cpu_allocation
-from src.utils.errors import MetricNotProducedError
+from src.utils.errors import MetricNotProducedError, full_error_requested, user_error
 from src.utils.logging_utils import get_logger
 from src.utils.metric_names import find
 
@@ -80,7 +81,15 @@ def run_job(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
     """
     follow_cpu_allocation()
     if not in_multirun():
-        return optimized_value(task(cfg), cfg)
+        try:
+            return optimized_value(task(cfg), cfg)
+        except Exception as exc:
+            err = user_error(exc)
+            if err is None or full_error_requested():
+                raise
+            # its one line alone: raised as an exception, Hydra would put "Error executing job
+            # with overrides: [...]" above it and its HYDRA_FULL_ERROR advice below
+            raise SystemExit(str(err)) from exc
     try:
         with ranks_join_this_job(script):
             metrics = task(cfg)

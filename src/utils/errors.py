@@ -1,10 +1,32 @@
 """Every error the template raises for a user to act on, in one place: each names the bad value and what is allowed.
 
 They derive from Hydra's `CompactHydraException`, so `python src/<task>.py …` prints the message alone
-(no traceback) before exiting with status 1; `HYDRA_FULL_ERROR=1` still shows the full stack.
+(no traceback, no advice below it: `src/run/cli.py`) before exiting with status 1;
+`HYDRA_FULL_ERROR=1` still shows the full stack.
 """
 
 from hydra.errors import CompactHydraException
+
+
+def full_error_requested() -> bool:
+    """`HYDRA_FULL_ERROR=1` (or a debugger): the user asked for every error's whole stack trace,
+    as Hydra documents."""
+    from hydra._internal.utils import _is_env_set, is_under_debugger
+
+    return _is_env_set("HYDRA_FULL_ERROR") or is_under_debugger()
+
+
+def user_error(exc: BaseException) -> "TemplateError | None":
+    """The TemplateError `exc` is or wraps (OmegaConf wraps one raised by a resolver that reads the
+    data: `${folder_classes:…}`); None for anything else."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TemplateError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class TemplateError(CompactHydraException):

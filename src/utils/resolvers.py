@@ -23,8 +23,13 @@ def _run_token() -> str:
 
 
 def register_resolvers() -> None:
-    """Register `${project_root:}` and `${run_token:}` (idempotent)."""
+    """Register `${project_root:}`, `${run_token:}` and the image-folder ones (idempotent)."""
+    from src.utils.image_folders import folder_classes, folder_image_shape
+
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+    # data=image_folder: the class count and image shape read from data.root (image_folders.py)
+    OmegaConf.register_new_resolver("folder_classes", folder_classes, replace=True)
+    OmegaConf.register_new_resolver("folder_image_shape", folder_image_shape, replace=True)
     # use_cache: the value is stored in the config, so launchers that rebuild the config in another
     # process (submitit on SLURM, and its requeue) copy it instead of drawing a new token
     OmegaConf.register_new_resolver("run_token", _run_token, replace=True, use_cache=True)
