@@ -34,7 +34,7 @@ from src.run.gpu_slot import pool_gpu
 from src.run.lock import is_rank_zero, run_dir_lock
 from src.run.record import RESULTS_FILE, RunRecord
 from src.run.summary import log_summary, summary_text
-from src.utils.errors import DiskFullError
+from src.utils.errors import DiskFullError, user_error
 from src.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -165,7 +165,9 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
         try:
             yield record
             record.status = "completed"
-        except BaseException as exc:
+        except BaseException as raised:
+            # a resolver's user error (`${folder_classes:…}`) comes wrapped by OmegaConf: unwrap it
+            exc = user_error(raised) or raised
             # a rejected re-run of an existing run (resume=, a requeue) leaves it as it was
             existing_run = record.path.is_file() or bool(cfg.get("resume"))
             keep_previous = getattr(exc, "before_training", False) and existing_run
@@ -189,6 +191,8 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             record.error = _error_info(exc, interruption)
             if interruption == "SIGTERM":
                 raise SystemExit(128 + signal.SIGTERM) from exc
+            if exc is not raised:
+                raise exc from None
             raise
         finally:
             record.wall_time_s = round(time.perf_counter() - t0, 3)

@@ -11,6 +11,7 @@ import functools
 from pathlib import Path
 
 from src.utils.errors import DatasetNotFoundError
+from src.utils.shown_path import shown_path
 
 #: Pillow modes with one channel (grey), alpha included
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
@@ -20,7 +21,7 @@ def _class_root(root: Path) -> Path:
     """Where the class folders are: `root/train` when the folder has its own splits."""
     if not root.is_dir():
         raise DatasetNotFoundError(
-            f"data.root={str(root)!r} is not a folder (looked in {root.resolve()}); give a folder "
+            f"data.root={str(root)!r} is not a folder (looked in {shown_path(root)}); give a folder "
             "with one subfolder of images per class."
         )
     return root / "train" if (root / "train").is_dir() else root
@@ -67,6 +68,7 @@ def _modes_and_sizes(root: str) -> tuple[frozenset[str], frozenset[tuple[int, in
 def folder_image_shape(root: str, size: int = 64) -> list[int]:
     """`${folder_image_shape:${.root},64}`: [channels, H, W]. One channel when every image is
     grey, else 3 (RGB); the images' own H×W when they all share one, else `size`×`size`."""
+    _class_root(Path(root))  # a missing folder or a symlink loop: one line, before resolving it
     modes, sizes = _modes_and_sizes(str(Path(root).resolve()))
     channels = 1 if modes and modes <= GREY_MODES else 3
     height, width = next(iter(sizes)) if len(sizes) == 1 else (size, size)
