@@ -56,6 +56,7 @@ def sweeper_on(sweep: Path, storage: str, n_trials: int, batches: list) -> Resum
     return sweeper
 
 
+@pytest.mark.slow  # the `optuna` command line: a process of its own
 def test_an_optuna_2_study_is_refused_with_the_upgrade_command_then_resumes(tmp_path):
     sweep = tmp_path / "digits_optuna"
     sweep.mkdir()
@@ -131,3 +132,95 @@ def test_a_study_the_sweeper_wrote_opens_as_optuna_dashboard_reads_it(tmp_path):
     detail = get_json(app, f"/api/studies/{listed['study_id']}")
     assert [t["state"] for t in detail["trials"]] == ["Complete", "Fail", "Pruned", "Complete"]
     assert [t["values"] for t in detail["best_trials"]] == [[0.9]]
+
+
+def test_bad_search_spaces_get_one_line(tmp_path):
+    from functools import partial
+
+    from hydra_plugins.resumable_optuna_sweeper._space import SearchSpaceError
+
+    sweeper = sweeper_on(tmp_path, f"sqlite:///{tmp_path}/optuna.db", 2, [])
+    sweeper.sweeper.params = OmegaConf.create({"x": "interval(0.0, 1.0)"})
+    sweeper.sweeper.sampler = partial(optuna.samplers.GridSampler)
+    message = r"x: the grid sampler needs discrete values, not FloatDistribution.*Allowed: choice"
+    with pytest.raises(SearchSpaceError, match=message) as refused:
+        sweeper.sweep([])
+    assert "\n" not in str(refused.value)
+    assert sweeper.sweeper.launcher.calls == []  # nothing ran
+
+
+def test_bad_legacy_search_space_gets_one_line():
+    from hydra_plugins.resumable_optuna_sweeper._space import SearchSpaceError, from_legacy_config
+
+    with pytest.raises(SearchSpaceError, match="type='normal' is not a distribution type"):
+        from_legacy_config({"x": {"type": "normal", "low": 0, "high": 1}})
+    space = from_legacy_config({"n": {"type": "int", "low": 1, "high": 8, "log": True}})
+    assert space["n"] == optuna.distributions.IntDistribution(1, 8, log=True)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"direction": "up"}, "hydra.sweeper.direction=up is not allowed. Allowed: minimize"),
+        ({"max_failure_rate": 1.5}, "max_failure_rate=1.5 is not allowed. Allowed: a share"),
+        ({"n_jobs": 0}, "hydra.sweeper.n_jobs=0 is not allowed. Allowed: >= 1"),
+    ],
+)
+def test_bad_sweeper_settings_get_one_line(setting, message):
+    from hydra_plugins.resumable_optuna_sweeper._impl import SweeperConfigError
+
+    settings = dict(
+        sampler=None,
+        direction="maximize",
+        storage=None,
+        study_name="s",
+        n_trials=2,
+        n_jobs=1,
+        max_failure_rate=0.0,
+    )
+    with pytest.raises(SweeperConfigError, match=message):
+        ResumableOptunaSweeper(**{**settings, **setting})
+
+
+def test_the_search_space_keeps_the_meaning_of_hydra_optuna_sweeper_1_3():
+    """The distributions hydra-optuna-sweeper 1.3 made of each sweep, in Optuna's current
+    classes: the same space a study stored by it has (range includes its stop, as it did)."""
+    from optuna.distributions import CategoricalDistribution as Cat
+    from optuna.distributions import FloatDistribution as Float
+    from optuna.distributions import IntDistribution as Int
+
+    from hydra_plugins.resumable_optuna_sweeper._space import from_overrides, grid
+
+    space, fixed = from_overrides(
+        [
+            "a=interval(0.1, 1.0)",
+            "b=tag(log, interval(1e-4, 1e-1))",
+            "c=int(interval(1, 10))",
+            "d=tag(log, int(interval(1, 64)))",
+            "k=interval(1, 10)",
+            "e=choice(32, 64, 128)",
+            "f=range(1, 5)",
+            "g=range(0.0, 1.0, 0.25)",
+            "h=choice(adam, sgd)",
+            "i=7",
+            "j=choice([256,128],[512,256,128])",
+        ]
+    )
+    assert space == {
+        "a": Float(0.1, 1.0),
+        "b": Float(1e-4, 1e-1, log=True),
+        "c": Int(1, 10),
+        "d": Int(1, 64, log=True),
+        "k": Float(1.0, 10.0),  # Hydra's interval is a float one unless cast
+        "e": Cat([32, 64, 128]),
+        "f": Int(1, 5),
+        "g": Float(0.0, 1.0, step=0.25),
+        "h": Cat(["adam", "sgd"]),
+        "j": Cat(["[256,128]", "[512,256,128]"]),  # the override's text: Hydra parses it back
+    }
+    assert fixed == {"i": "7"}
+    assert grid({"e": space["e"], "f": space["f"], "g": space["g"]}) == {
+        "e": [32, 64, 128],
+        "f": [1, 2, 3, 4],
+        "g": [0.0, 0.25, 0.5, 0.75],
+    }

@@ -3,8 +3,9 @@ turned into Optuna distributions (`optuna.distributions`, public API).
 
 The syntax and its meaning are those of hydra-optuna-sweeper 1.3, which configs and stored
 studies were written for:
-- `choice(a, b, ...)` -> CategoricalDistribution; a shuffled range too;
-- `interval(lo, hi)` -> FloatDistribution, IntDistribution when both ends are ints;
+- `choice(a, b, ...)` -> CategoricalDistribution (a list choice as its text, `[256,128]`); a
+  shuffled range too;
+- `interval(lo, hi)` -> FloatDistribution; `int(interval(lo, hi))` -> IntDistribution;
   `tag(log, interval(lo, hi))` the same with `log=True`;
 - `range(start, stop, step)` -> IntDistribution(start, stop, step) (ints) or FloatDistribution
   with `step`: `stop` included, as that sweeper did (Hydra's own `range` excludes it);
@@ -55,14 +56,10 @@ def _distribution(override: Override) -> BaseDistribution:
     value = override.value()
     if override.is_choice_sweep() or (isinstance(value, RangeSweep) and value.shuffle):
         assert isinstance(value, ChoiceSweep | RangeSweep)
-        choices = list(override.sweep_iterator(transformer=Transformer.encode))
-        for choice in choices:
-            if not isinstance(choice, str | int | float | bool | type(None)):
-                raise SearchSpaceError(
-                    f"{override.input_line}: the choice {choice!r} ({type(choice).__name__}) "
-                    "cannot be a categorical value. Allowed: str, int, float, bool, null."
-                )
-        return CategoricalDistribution(choices)
+        # encoded as the override text would spell them: a list choice is the string "[256,128]"
+        return CategoricalDistribution(
+            list(override.sweep_iterator(transformer=Transformer.encode))
+        )
     if isinstance(value, RangeSweep):
         assert value.start is not None and value.stop is not None
         if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
