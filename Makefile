@@ -1,27 +1,41 @@
-# make help: list targets.  make train / make test create .venv and install requirements when missing.
+# make help: list targets.  make train / make test create .venv and install requirements.lock (with uv) when missing.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# the install stamp is named by the requirements' content, not compared by mtime: a fresh clone or
-# a checkout that touches the files without changing them installs nothing again
-REQ_SUM := $(firstword $(shell cat requirements.txt pyproject.toml | cksum))
-STAMP  := $(VENV)/.installed-$(REQ_SUM)
+UV     := $(VENV)/bin/uv
+LOCK   := requirements.lock
+# named after the contents it installs (lock + pyproject): a fresh clone or a branch switch that
+# only changes file times does not reinstall; an edited lock does
+STAMP  := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+# uv does not read pip's configuration: pip's mirror / wheel folders, as uv arguments
+UV_INDEX = $$($(PY) scripts/uv_index_args.py)
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast check eval predict export sweep search summary runs bench bench-memory lint typecheck format clean
+.PHONY: help install lock train test test-fast check eval predict export sweep search summary runs bench bench-memory lint typecheck format clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -r requirements.txt
-	$(PY) -m pip install --no-deps --no-build-isolation -e .
-	rm -f $(VENV)/.installed*
-	touch $(STAMP)
+	@if test -x $(UV) || $(PY) -m pip install -q uv; then \
+		echo "$(UV) pip sync $(LOCK)"; \
+		$(UV) pip sync --python $(PY) $(UV_INDEX) $(LOCK) && \
+		$(UV) pip install --python $(PY) --no-deps --no-build-isolation -e .; \
+	else \
+		echo "uv cannot be installed here: installing $(LOCK) with pip"; \
+		$(PY) -m pip install -r $(LOCK) && $(PY) -m pip install --no-deps --no-build-isolation -e .; \
+	fi
+	$(PY) -m pip check
+	rm -f $(VENV)/.installed-* && touch $@ $(VENV)/.installed
 
-install: $(STAMP) ## create .venv and install requirements.txt (done by train/test when missing)
+install: $(STAMP) ## create .venv and install requirements.lock with uv (done by train/test when missing)
+
+lock: ## re-resolve requirements.txt into requirements.lock (ARGS=--upgrade: take new releases)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(UV) || $(PY) -m pip install -q uv
+	$(UV) pip compile --python $(PY) $(UV_INDEX) --custom-compile-command "make lock" requirements.txt -o $(LOCK) $(ARGS)
 
 train: $(STAMP) ## train + test the default model on the bundled digits (ARGS="model=cnn ..." to override)
 	$(PY) src/train.py $(ARGS)
@@ -29,7 +43,8 @@ train: $(STAMP) ## train + test the default model on the bundled digits (ARGS="m
 test: check ## lint + type check + the whole test suite, slow tests included (what CI runs)
 	$(PY) -m pytest $(ARGS)
 
-check: lint typecheck ## ruff (lint + format) and mypy: fails on any finding
+check: lint typecheck ## ruff (lint + format), mypy and pip check: fails on any finding
+	$(PY) -m pip check
 
 test-fast: $(STAMP) ## the fast tests only (skips those marked slow), one module per worker (module fixtures train once)
 	$(PY) -m pytest -m "not slow" -n auto --dist loadscope $(ARGS)

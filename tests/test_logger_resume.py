@@ -166,7 +166,7 @@ def test_mlflow_run_continues_with_the_same_run_id(tmp_path, caplog):
     with pytest.raises(RuntimeError, match="injected failure"):
         train(compose_config("train", run, [*first, *CRASH_AT_EPOCH_2]))
     run_id = stored_ids(run)["mlflow"]["run_id"]
-    client = MlflowClient(f"file:{tmp_path / 'mlflow'}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
     assert client.get_run(run_id).info.status == "FAILED"
     # resumed with a longer schedule, as the README shows: MLflow keeps the first max_epochs
     with caplog.at_level("WARNING"):

@@ -8,6 +8,7 @@ predict and export run in-process on its best checkpoint, through the same task 
 import csv
 import json
 import logging
+import os
 import re
 import shlex
 import time
@@ -94,7 +95,7 @@ def test_summary_names_metrics_files_and_the_eval_command(run):
     assert f"val/acc_best {metrics['val/acc_best']:.4f}" not in text  # a running max, not a result
     for name in ("curves.png", "history.csv", "results.json", run["best"]):
         assert str(Path(out, name).name) in text
-    assert "tensorboard --logdir" in text and "mlflow ui --backend-store-uri" in text
+    assert "tensorboard --logdir" in text and "mlflow ui --backend-store-uri sqlite:///" in text
     assert "wandb sync" in text
     line = next(line for line in text.splitlines() if "python src/eval.py" in line)
     command = shlex.split(line.split("evaluate it", 1)[1])
@@ -168,13 +169,15 @@ def _has_plugin(acc, name: str) -> bool:
     return True
 
 
-def test_mlflow_file_store_holds_the_run(run):
-    """Read back through MLflow's own client: the store is one `mlflow ui` can show."""
+def test_mlflow_sqlite_store_holds_the_run(run):
+    """Read back through MLflow's own client, with no opt-in variable: the default store is
+    MLflow's SQLite database in the logs, which `mlflow ui` shows."""
     from mlflow.tracking import MlflowClient
 
-    store = run["out"].parent / "mlflow"  # logger.mlflow.tracking_uri: file:${paths.log_dir}/mlflow
-    assert store.is_dir()
-    client = MlflowClient(f"file:{store}")
+    # logger.mlflow.tracking_uri: sqlite:///${paths.log_dir}/mlflow/mlflow.db
+    database = run["out"].parent / "mlflow" / "mlflow.db"
+    assert database.is_file() and "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+    client = MlflowClient(f"sqlite:///{database}")
     experiment = client.get_experiment_by_name("train")
     (mlflow_run,) = client.search_runs([experiment.experiment_id])
     assert mlflow_run.data.tags["run_dir"] == str(run["out"])

@@ -27,6 +27,7 @@ from src.sweeps import summary as sweep_summary
 from src.sweeps.ddp import job_command
 from src.train import train
 from tests.helpers import CONFIG_DIR, FAST, ROOT, results, run_cli
+from tests.test_optuna import StandInLauncher
 
 #: every command-line sweep below: one short epoch, no printed config or summaries, light logger
 SWEEP_FAST = [
@@ -304,10 +305,17 @@ def test_resumed_study_runs_only_the_missing_trials_and_numbers_on(tmp_path):
         custom_search_space=None,
         params=None,
     )
-    sweeper._continue_study()
-    assert sweeper.sweeper.n_trials == 2 and sweeper.sweeper.job_idx == 3
+    sweep = tmp_path / "sweep"
+    sweeper.config = sweeper.sweeper.config = OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(sweep)}}}
+    )
+    launcher = sweeper.sweeper.launcher = StandInLauncher([[0.6], [0.8]], sweep)
+    sweeper.sweep([])
+    # 2 trials more (n_trials is the size the study reaches), as jobs 3 and 4 (job k = trial k)
+    assert [idx for idx, _ in launcher.calls] == [3, 4]
     states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]
-    assert states[2] == optuna.trial.TrialState.FAIL
+    complete, fail = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+    assert states == [complete, complete, fail, complete, complete]
 
 
 @pytest.fixture

@@ -1,66 +1,133 @@
-"""The study loop of the resumable sweeper: every trial ends COMPLETE, PRUNED or FAIL, and the
-study goes on (imported when a sweep starts; Hydra does not scan modules whose name starts with _).
+"""The study loop of the resumable sweeper, on Optuna's ask-and-tell API: every trial ends
+COMPLETE, PRUNED or FAIL, and the study goes on (imported when a sweep starts; Hydra does not scan
+modules whose name starts with _).
+
+A failed trial is told FAIL *without* values (Optuna refuses values with FAIL; the sweeper this
+replaced, hydra-optuna-sweeper 1.3, passed them and re-raised, so one failed trial ended the
+sweep), with why it failed in its `fail_reason` system attribute, the key Optuna itself uses.
 """
 
-import functools
 import json
 import logging
 import math
+from collections.abc import MutableSequence, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from omegaconf import OmegaConf
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution
 from optuna.trial import Trial, TrialState
 
+from . import _space
 from ._pruners import make_pruner
+from ._storage import open_storage
 
 log = logging.getLogger(__name__)
 
 #: the override that tells a job which trial of the study it runs (read by the pruning callback)
 TRIAL_KEY = "optuna_trial"
-#: the trial's system attribute that keeps why it failed (Optuna 3 uses the same name)
+#: the trial's system attribute that keeps why it failed (the name Optuna's own `optimize` uses)
 FAIL_REASON = "fail_reason"
+DIRECTIONS = ("minimize", "maximize")
 
 
 class TooManyFailures(CompactHydraException):
     """More failed trials in a batch than `max_failure_rate` allows."""
 
 
-class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
-    """The stock sweeper with a pruner, and a study loop that survives failed and pruned trials."""
+class SweeperConfigError(CompactHydraException):
+    """A bad `hydra.sweeper.*` value (one line, no traceback)."""
 
-    def __init__(self, *args: Any, pruner: Any = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+
+class ResumableOptunaSweeperImpl:
+    """The settings of `hydra.sweeper` (`ResumableOptunaSweeperConf`) and the study loop."""
+
+    def __init__(
+        self,
+        sampler: Any,
+        direction: Any,
+        storage: Any,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        search_space: Any = None,
+        custom_search_space: str | None = None,
+        params: Any = None,
+        pruner: Any = None,
+    ) -> None:
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise SweeperConfigError(
+                f"hydra.sweeper.max_failure_rate={max_failure_rate} is not allowed. "
+                "Allowed: a share from 0.0 to 1.0."
+            )
+        if n_jobs < 1:
+            raise SweeperConfigError(
+                f"hydra.sweeper.n_jobs={n_jobs} is not allowed. Allowed: >= 1."
+            )
+        self.sampler, self.storage, self.study_name = sampler, storage, study_name
+        self.directions = _directions(direction)
+        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
+        self.search_space, self.params = search_space, params
+        self.extend_space = (
+            instantiate({"_target_": custom_search_space, "_partial_": True})
+            if custom_search_space
+            else None
+        )
         self.pruner = make_pruner(pruner)  # a bad name fails here, before any trial runs
+        self.job_idx = 0
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
 
-    def _configure_trials(self, trials: list[Trial], *args: Any, **kwargs: Any) -> list[tuple]:
-        """The stock overrides of each trial, plus `optuna_trial=<number>` when a pruner is set:
-        the job reports its intermediate values to that trial."""
-        overrides = super()._configure_trials(trials, *args, **kwargs)
-        if self.pruner is None:
-            return list(overrides)
-        prefix = "" if TRIAL_KEY in self.config else "++"
-        return [
-            (*ov, f"{prefix}{TRIAL_KEY}={trial.number}")
-            for ov, trial in zip(overrides, trials, strict=True)
-        ]
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
 
+    # ---- the study ---------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
-        """Replaces the stock `sweep` (hydra-optuna-sweeper 1.3.0), whose study loop is one block:
-        it tells a failed trial FAIL *with* the values it could not store (Optuna refuses that, so
-        one failing trial ended the sweep), cannot tell PRUNED, and a launcher that raises (a
-        killed joblib worker) ends the study. The steps before and after the loop are the stock
-        ones, through the stock helpers; `_tell` below is what differs."""
-        study, space, fixed = self._create_study(arguments)
-        n_to_go = self.n_trials
+        """Open (or create) the study, run the trials it still lacks, batch by batch, and write
+        `optimization_results.yaml`."""
+        space, fixed = self._search_space(arguments)
+        storage = open_storage(self.storage)
+        target = self.n_trials
+        if isinstance(self.sampler, partial) and self.sampler.func is optuna.samplers.GridSampler:
+            values = _space.grid(space)
+            self.sampler = self.sampler(values)
+            target = min(target, math.prod(len(v) for v in values.values()))
+            log.info("n_trials=%d: the grid has that many points.", target)
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=self.sampler,
+            pruner=self.pruner,
+            directions=list(self.directions),
+            load_if_exists=True,
+        )
+        self._storage = storage  # the storage object itself: `_fail` writes through it
+        n_to_go = self._continue(study, target)
+        log.info(
+            "Study %r in %s: sampler %s, pruner %s, directions %s.",
+            study.study_name,
+            self.storage,
+            type(self.sampler).__name__,
+            type(self.pruner).__name__ if self.pruner else "none",
+            list(self.directions),
+        )
         while n_to_go > 0:
             batch = min(n_to_go, self.n_jobs)
-            trials = [study.ask() for _ in range(batch)]
-            overrides = self._configure_trials(trials, space, fixed)
+            trials = [study.ask(space) for _ in range(batch)]
+            overrides = [self._overrides(trial, fixed) for trial in trials]
             lost = ""
             try:
                 returns: list[JobReturn | None] = list(
@@ -90,43 +157,68 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
             n_to_go -= batch
         self._save_results(study)
 
-    def _create_study(self, arguments: list[str]) -> tuple[optuna.Study, dict, dict]:
-        """The stock preparation: search space from `params` and the command line, grid sampler
-        size, fixed parameters; then the study (loaded if it exists), with our pruner."""
-        self._process_searchspace_config()
-        params_conf = self._parse_sweeper_params_config() + list(arguments)
-        is_grid = (
-            isinstance(self.sampler, functools.partial)
-            and self.sampler.func == optuna.samplers.GridSampler
-        )
-        override_space, fixed = create_params_from_overrides(params_conf)
-        space = dict(self.search_space_distributions or {})
+    def _search_space(self, arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict]:
+        """`hydra.sweeper.params` (or the legacy `search_space`), then the command line's sweeps;
+        a parameter given a fixed value on the command line leaves the search space."""
+        space: dict[str, BaseDistribution] = {}
+        if self.search_space is not None and self.params is None:
+            log.warning("hydra.sweeper.search_space is deprecated: use hydra.sweeper.params.")
+            space.update(_space.from_legacy_config(self.search_space))
+        params = [f"{k!s}={v}" for k, v in (self.params or {}).items()]
+        override_space, fixed = _space.from_overrides(params + list(arguments))
         space.update(override_space)
-        if is_grid:
-            grid = {name: self._to_grid_sampler_choices(d) for name, d in space.items()}
-            self.sampler = self.sampler(grid)
-            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
-            log.info("Updating num of trials to %d due to using GridSampler.", self.n_trials)
         for name in fixed:
             space.pop(name, None)
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            sampler=self.sampler,
-            pruner=self.pruner,
-            directions=self._get_directions(),
-            load_if_exists=True,
-        )
-        log.info(
-            "Study %r in %s: sampler %s, pruner %s, directions %s.",
-            study.study_name,
-            self.storage,
-            type(self.sampler).__name__,
-            type(self.pruner).__name__ if self.pruner else "none",
-            self._get_directions(),
-        )
-        return study, space, fixed
+        return space, fixed
 
+    def _continue(self, study: optuna.Study, target: int) -> int:
+        """How many trials the study still lacks to reach `target`; trials a killed sweep left
+        RUNNING become FAIL, job numbers continue from the trial count, the sampler is reseeded."""
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            log.warning(
+                "Trial %d was left running by an interrupted sweep: marked failed.", trial.number
+            )
+            study.tell(trial.number, state=TrialState.FAIL)
+        trials = study.get_trials(deepcopy=False)
+        if not trials:
+            return target
+        states = [t.state for t in trials]
+        n_to_go = max(target - len(trials), 0)
+        self.job_idx = len(trials)
+        self.sampler.reseed_rng()
+        log.info(
+            "Resuming study %r: %d trials so far (%d complete, %d failed, %d pruned); "
+            "running %d more to reach n_trials=%d.",
+            study.study_name,
+            len(trials),
+            states.count(TrialState.COMPLETE),
+            states.count(TrialState.FAIL),
+            states.count(TrialState.PRUNED),
+            n_to_go,
+            target,
+        )
+        return n_to_go
+
+    def _overrides(self, trial: Trial, fixed: dict[str, str]) -> tuple[str, ...]:
+        """The job's overrides: the trial's parameters (sampled by `study.ask`), the fixed ones,
+        and `optuna_trial=<number>` when a pruner is set (the job reports to that trial)."""
+        for name, value in fixed.items():
+            trial.set_user_attr(name, value)
+        if self.extend_space is not None:
+            self.extend_space(self.config, trial)
+        overlap = trial.params.keys() & fixed.keys()
+        if overlap:
+            raise SweeperConfigError(
+                f"{sorted(overlap)} are both fixed and searched: custom_search_space suggested a "
+                "parameter the command line fixes. Allowed: one or the other."
+            )
+        overrides = [f"{name}={value}" for name, value in {**trial.params, **fixed}.items()]
+        if self.pruner is not None:
+            prefix = "" if self.config is not None and TRIAL_KEY in self.config else "++"
+            overrides.append(f"{prefix}{TRIAL_KEY}={trial.number}")
+        return tuple(overrides)
+
+    # ---- telling the study how a trial ended -------------------------------------------------
     def _tell(self, study: optuna.Study, trial: Trial, ret: JobReturn) -> TrialState:
         """Store what the job of `trial` ended with: its value (COMPLETE), a pruning (PRUNED: the
         job raised `optuna.TrialPruned`), or anything else (FAIL, with the reason)."""
@@ -153,14 +245,20 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
         return TrialState.COMPLETE
 
     def _fail(self, study: optuna.Study, trial: Trial, reason: str) -> TrialState:
-        trial.set_system_attr(FAIL_REASON, reason)
+        """FAIL, with no values, and `reason` in the trial's `fail_reason` (written through the
+        storage's public API: `Trial` has no system attribute setter since Optuna 5)."""
+        storage = self._storage
+        study_id = storage.get_study_id_from_name(study.study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_system_attr(trial_id, FAIL_REASON, reason)
         study.tell(trial, state=TrialState.FAIL)
         log.warning("Trial %d failed: %s", trial.number, reason)
         return TrialState.FAIL
 
     def _save_results(self, study: optuna.Study) -> None:
-        """The stock ending (best trial or Pareto front in optimization_results.yaml), or one error
-        line when no trial completed (the sweep summary is still written)."""
+        """The best trial (or the Pareto front) in optimization_results.yaml, as Hydra's Optuna
+        sweeper wrote it, or one error line when no trial completed (the sweep summary is still
+        written)."""
         states = [t.state for t in study.get_trials(deepcopy=False)]
         log.info(
             "Study %r: %d trials, %d complete, %d pruned, %d failed.",
@@ -170,11 +268,10 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
             states.count(TrialState.PRUNED),
             states.count(TrialState.FAIL),
         )
+        assert self.config is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         if TrialState.COMPLETE not in states:
-            log.error(
-                "No trial of the study completed: see the summary in %s",
-                self.config.hydra.sweep.dir,
-            )
+            log.error("No trial of the study completed: see the summary in %s", sweep_dir)
             return
         if len(study.directions) == 1:
             best = study.best_trial
@@ -184,10 +281,20 @@ class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
             front = [{"params": t.params, "values": t.values} for t in study.best_trials]
             results = {"name": "optuna", "solutions": front}
             log.info("Number of Pareto solutions: %d", len(front))
-        OmegaConf.save(
-            OmegaConf.create(results),
-            Path(self.config.hydra.sweep.dir) / "optimization_results.yaml",
-        )
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+
+
+def _directions(direction: Any) -> Sequence[str]:
+    """`direction` as a list of Optuna direction names; a value that is none is one line."""
+    given = list(direction) if isinstance(direction, MutableSequence | list) else [direction]
+    names = [str(getattr(d, "name", d)).lower() for d in given]
+    for name in names:
+        if name not in DIRECTIONS:
+            raise SweeperConfigError(
+                f"hydra.sweeper.direction={direction} is not allowed. "
+                "Allowed: minimize, maximize, or a list of them."
+            )
+    return names
 
 
 def _job_failure(ret: JobReturn, value: Any) -> str:

@@ -1,11 +1,8 @@
-"""Hydra's Optuna sweeper, made resumable, with pruning, and a study that survives failed trials.
-
-The stock sweeper (hydra-optuna-sweeper 1.3) runs `n_trials` more trials on every invocation,
-numbers its jobs from 0 each time (a second invocation would write into the first one's job
-directories, since the sweep directory must stay fixed for the study's database to be found
-again), cannot open an sqlite file in a directory that does not exist yet, has no pruner, and ends
-the whole sweep at the first failed trial (it tells Optuna FAIL *with* the NaN value, which Optuna
-refuses). This subclass changes what happens around the stock sweep:
+"""The Optuna sweeper of the template (`hydra/sweeper=resumable_optuna`): resumable, with pruning,
+and a study that survives failed trials. Written on Optuna's public API (ask-and-tell, storages,
+samplers, pruners); its settings and search space syntax are those of hydra-optuna-sweeper 1.3
+(`hydra.sweeper.params`, `sampler`, `direction`, `storage`, `study_name`, `n_trials`, `n_jobs`,
+`max_failure_rate`, `search_space`, `custom_search_space`), plus `pruner`:
 
 - `n_trials` is the size the study should reach: a rerun adds only the trials still missing
   (3 done and `n_trials=5`: 2 more; the same `n_trials` again: none);
@@ -19,111 +16,91 @@ refuses). This subclass changes what happens around the stock sweep:
   launcher (a killed joblib worker) is FAIL, with the reason in the log and in the trial's
   `fail_reason` attribute; a job that raised `optuna.TrialPruned` is PRUNED;
 - `pruner:` (`median`, `percentile`, `hyperband`, `successive_halving`, or an
-  `optuna.pruners` config, see `pruners.py`) is the study's pruner; each trial's job gets
+  `optuna.pruners` config, see `_pruners.py`) is the study's pruner; each trial's job gets
   `optuna_trial=<number>` and reports to that trial (`src.callbacks.optuna_pruning`);
 - a study whose trials all failed ends with an error line, not a traceback, so the sweep summary
-  is still written.
+  is still written;
+- a database written by an older Optuna is refused with the one command that upgrades it.
 
 Hydra imports every module of `hydra_plugins` at start-up: this one stays light (optuna is
 imported when a sweep starts) and independent of `src`.
 """
 
-import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-log = logging.getLogger(__name__)
-
-
-def load_existing_study(study_name: str | None, storage: Any) -> Any:
-    """The `optuna.Study` in `storage`, or None when there is no storage or no such study yet."""
-    import optuna
-
-    if storage is None:
-        return None
-    try:
-        return optuna.load_study(study_name=study_name, storage=storage)
-    except (KeyError, ValueError):  # optuna 2.x: KeyError for an unknown name
-        return None
+from ._samplers import SAMPLERS
 
 
 @dataclass
-class ResumableOptunaSweeperConf(OptunaSweeperConf):
-    """The stock sweeper's settings (`hydra/sweeper=optuna`) plus `pruner`."""
+class ResumableOptunaSweeperConf:
+    """`hydra.sweeper.*`: the keys of hydra-optuna-sweeper 1.3's `OptunaSweeperConf`, plus
+    `pruner`."""
 
     _target_: str = (
         "hydra_plugins.resumable_optuna_sweeper.resumable_optuna_sweeper.ResumableOptunaSweeper"
     )
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
+    # hydra/sweeper/sampler=tpe|random|cmaes|nsgaii|grid|qmc|gp (see _samplers.py)
+    sampler: Any = MISSING
+    # minimize or maximize, or a list of them (one per value the task returns)
+    direction: Any = "minimize"
+    # where the study lives, e.g. sqlite:///path/optuna.db (null: in memory, this process only)
+    storage: Any = None
+    study_name: str | None = None
+    # the size the study should reach (a rerun adds the missing trials)
+    n_trials: int = 20
+    # trials per batch: they run in parallel with a parallel launcher (hydra/launcher=joblib)
+    n_jobs: int = 2
+    # the share of failed trials in a batch past which the study stops
+    max_failure_rate: float = 0.0
+    # deprecated since Hydra 1.2 (use params): {name: {type: int|float|categorical, low, ...}}
+    search_space: dict[str, Any] | None = None
+    # the search space in Hydra's sweep syntax: {optimizer.lr: tag(log, interval(1e-4, 1e-1))}
+    params: dict[str, str] | None = None
+    # a function (cfg, trial) -> None that suggests more parameters, as a dotted path
+    custom_search_space: str | None = None
     # null (no pruning), median, percentile, hyperband, successive_halving, or
     # {_target_: optuna.pruners.<Pruner>, ...its arguments}
     pruner: Any = None
 
 
-ConfigStore.instance().store(
+store = ConfigStore.instance()
+store.store(
     group="hydra/sweeper",
     name="resumable_optuna",
     node=ResumableOptunaSweeperConf,
     provider="resumable_optuna_sweeper",
 )
+for _name, _node in SAMPLERS.items():
+    store.store(
+        group="hydra/sweeper/sampler", name=_name, node=_node, provider="resumable_optuna_sweeper"
+    )
 
 
-class ResumableOptunaSweeper(OptunaSweeper):
-    def __init__(self, *, pruner: Any = None, **kwargs: Any) -> None:
-        """The stock arguments (`OptunaSweeperConf`) and `pruner`. The stock `__init__` only builds
-        its implementation; ours (a subclass of it, `_impl.py`) replaces it."""
+class ResumableOptunaSweeper(Sweeper):
+    """Hydra's entry into the study loop (`_impl.ResumableOptunaSweeperImpl`, built here so that
+    optuna is imported only when a sweep starts)."""
+
+    def __init__(self, **kwargs: Any) -> None:
         from ._impl import ResumableOptunaSweeperImpl
 
-        self.sweeper = ResumableOptunaSweeperImpl(pruner=pruner, **kwargs)
+        self.sweeper = ResumableOptunaSweeperImpl(**kwargs)
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.config = config
 
     def sweep(self, arguments: list[str]) -> None:
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        self._continue_study()
         self.sweeper.sweep(arguments)
-
-    def _continue_study(self) -> None:
-        from optuna.trial import TrialState
-
-        impl = self.sweeper
-        study = load_existing_study(impl.study_name, impl.storage)
-        if study is None:
-            return
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            log.warning(
-                "Trial %d was left running by an interrupted sweep: marked failed.", trial.number
-            )
-            study.tell(trial.number, state=TrialState.FAIL)
-        trials = study.get_trials(deepcopy=False)
-        if not trials:
-            return
-        states = [t.state for t in trials]
-        wanted = impl.n_trials
-        impl.n_trials = max(wanted - len(trials), 0)
-        impl.job_idx = len(trials)
-        if hasattr(impl.sampler, "reseed_rng"):
-            impl.sampler.reseed_rng()
-        log.info(
-            "Resuming study %r: %d trials so far (%d complete, %d failed, %d pruned); "
-            "running %d more to reach n_trials=%d.",
-            study.study_name,
-            len(trials),
-            states.count(TrialState.COMPLETE),
-            states.count(TrialState.FAIL),
-            states.count(TrialState.PRUNED),
-            impl.n_trials,
-            wanted,
-        )

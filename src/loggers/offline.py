@@ -1,9 +1,12 @@
 """What the stock Lightning loggers need to work offline, and nothing more.
 
-- `LocalMLFlowLogger`: MLflow 3 refuses its file store unless `MLFLOW_ALLOW_FILE_STORE=true` (the
-  store is "in maintenance mode"); the file store is what works with no server, no account and no
-  database migrations (a `sqlite:` store costs ~10 s of migrations on first use), so this logger
-  opts in, for `file:` URIs only, and names each MLflow run after its run directory.
+- `LocalMLFlowLogger`: MLflow's local store is its SQLite database (`sqlite:///<logs>/mlflow/
+  mlflow.db`, configs/logger/mlflow.yaml): the logger creates the database's folder (SQLite does
+  not), and lets one process at a time create the database, whose first use runs MLflow's schema
+  migrations (parallel sweep jobs would otherwise each migrate the same new file). A `file:` store
+  still works: MLflow 3 keeps it "in maintenance mode" and refuses it unless
+  `MLFLOW_ALLOW_FILE_STORE=true`, which this logger then sets for itself. Each MLflow run is named
+  after its run directory.
 - `OwnRunWandbLogger`: Lightning's `WandbLogger` reuses a W&B run still open in the process (it
   stays open after fit), so the second run of a process (a sweep job under the basic launcher, a
   test) would log into the first run's directory; this one finishes a leftover run first.
@@ -17,10 +20,12 @@ MLflow refuses to change a parameter of a run: a resumed run that types another 
 mlflow and wandb are imported only when the logger that needs them is built.
 """
 
+import fcntl
 import os
 import secrets
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +39,30 @@ from src.utils.logging_utils import get_logger
 log = get_logger(__name__)
 
 
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///<path>` tracking URI, None for any other URI."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    return Path(tracking_uri[len(prefix) :].split("?", 1)[0])
+
+
+@contextmanager
+def _creating(database: Path | None) -> Iterator[None]:
+    """One process at a time past this point for `database` (an OS lock on a file beside it,
+    released when the process dies), its folder created first; nothing for other stores."""
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "a") as lock:  # closing the file releases the lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 class LocalMLFlowLogger(MLFlowLogger):
-    """`MLFlowLogger` on a local file store (`mlflow ui --backend-store-uri <dir>`), run named by `run_dir`."""
+    """`MLFlowLogger` on a local SQLite database (`mlflow ui --backend-store-uri sqlite:///<db>`)
+    or file store, run named by `run_dir`."""
 
     def __init__(
         self,
@@ -48,6 +75,7 @@ class LocalMLFlowLogger(MLFlowLogger):
     ) -> None:
         if tracking_uri.startswith("file:"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        self._database = sqlite_path(tracking_uri)
         # the run's tags=[a,b] list: MLflow tags are key-value, so each name becomes a tag "true"
         named: dict[str, Any] = (
             dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(map(str, tags or ()), "true")
@@ -72,13 +100,14 @@ class LocalMLFlowLogger(MLFlowLogger):
                 stored.get("tracking_uri"),
                 tracking_uri,
             )
-        super().__init__(
-            experiment_name=experiment_name,
-            run_name=run_name,
-            tracking_uri=tracking_uri,
-            tags=named or None,
-            **kwargs,
-        )
+        with _creating(self._database):  # MlflowClient opens (on first use: creates) the store
+            super().__init__(
+                experiment_name=experiment_name,
+                run_name=run_name,
+                tracking_uri=tracking_uri,
+                tags=named or None,
+                **kwargs,
+            )
 
     @property
     @rank_zero_experiment

@@ -48,10 +48,15 @@ def logger_rows(trainer: Any) -> list[tuple[str, str]]:
         elif isinstance(logger, CSVLogger):
             rows.append(("csv log", show_path(Path(logger.log_dir) / "metrics.csv")))
         elif isinstance(logger, MLFlowLogger):
-            if logger.save_dir:  # a local file store, which the UI reads only when allowed to
+            uri = str(getattr(logger, "_tracking_uri", ""))
+            if uri.startswith("sqlite:///"):  # the local database (the default)
+                ui = (
+                    f"mlflow ui --backend-store-uri sqlite:///{show_path(uri[len('sqlite:///') :])}"
+                )
+            elif logger.save_dir:  # a local file store, which the UI reads only when allowed to
                 ui = f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {show_path(logger.save_dir)}"
             else:
-                ui = f"mlflow ui --backend-store-uri {getattr(logger, '_tracking_uri', '')}"
+                ui = f"mlflow ui --backend-store-uri {uri}"
             rows.append(("mlflow", ui))
         elif isinstance(logger, WandbLogger) and logger.save_dir:
             # the run's own directory (wandb/offline-run-<time>-<id>): wandb writes it in the
