@@ -72,7 +72,6 @@ class TolerantSlurmLauncher(SlurmLauncher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         import submitit
-        from hydra.core.singleton import Singleton
 
         assert self.config is not None
         resources.check_resources(self.params)
@@ -83,18 +82,7 @@ class TolerantSlurmLauncher(SlurmLauncher):
         if "mode" in self.config.hydra.sweep:
             os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
         log.info(f"Submitit 'slurm' sweep output dir : {sweep_dir}")
-        job_params = []
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            job_params.append(
-                (
-                    list(overrides),
-                    "hydra.sweep.dir",
-                    idx,
-                    f"job_id_for_{idx}",
-                    Singleton.get_state(),
-                )
-            )
+        job_params = submitit_job_params(job_overrides, initial_job_idx)
         # submitit prints sbatch's stderr when sbatch fails: it is in the one-line error instead
         stderr = io.StringIO()
         try:
@@ -218,3 +206,18 @@ class TolerantSlurmLauncher(SlurmLauncher):
         with open_dict(config.hydra.job):
             config.hydra.job.num = idx
         return config
+
+
+def submitit_job_params(
+    job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> list[tuple[list[str], str, int, str, Any]]:
+    """The arguments submitit's `map_array` gives each job (as hydra-submitit-launcher builds
+    them), logging each job's overrides: shared by the SLURM and the local launcher."""
+    from hydra.core.singleton import Singleton
+
+    params = []
+    for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        state = Singleton.get_state()
+        params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", state))
+    return params

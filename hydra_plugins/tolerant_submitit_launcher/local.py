@@ -33,6 +33,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLaunche
 from omegaconf import open_dict
 
 from hydra_plugins import _failed_jobs
+from hydra_plugins.tolerant_submitit_launcher.launcher import submitit_job_params
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ class TolerantLocalLauncher(LocalLauncher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         import submitit
-        from hydra.core.singleton import Singleton
         from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
         from omegaconf import OmegaConf
         from submitit.local.local import LocalExecutor, LocalJob
@@ -127,18 +127,7 @@ class TolerantLocalLauncher(LocalLauncher):
             sweep_dir,
             f" (time limit {job_timeout_s:g} s per job)" if job_timeout_s else "",
         )
-        job_params = []
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            job_params.append(
-                (
-                    list(overrides),
-                    "hydra.sweep.dir",
-                    idx,
-                    f"job_id_for_{idx}",
-                    Singleton.get_state(),
-                )
-            )
+        job_params = submitit_job_params(job_overrides, initial_job_idx)
         jobs = executor.map_array(self, *zip(*job_params, strict=True))
         return [
             self._outcome(job, list(overrides), idx)

@@ -36,7 +36,8 @@ def _holder() -> dict[str, object]:
     }
 
 
-def _describe(lock_path: Path) -> str:
+def describe_holder(lock_path: Path) -> str:
+    """Who holds a lock, from the details its holder wrote into the lock file."""
     try:
         info = json.loads(lock_path.read_text() or "{}")
         return f"host {info['host']}, PID {info['pid']}, since {info['started_at']}"
@@ -57,7 +58,7 @@ def acquire(run_dir: str | Path) -> bool:
     except BlockingIOError:
         os.close(fd)
         raise RunDirLockedError(
-            f"Run directory {run_dir} is in use by another run ({_describe(lock_path)}): one "
+            f"Run directory {run_dir} is in use by another run ({describe_holder(lock_path)}): one "
             "writer per run. Wait for it to end (or stop it), then run this command again."
         ) from None
     os.ftruncate(fd, 0)

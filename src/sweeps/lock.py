@@ -25,20 +25,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from src.run.lock import describe_holder
+
 SWEEP_LOCK_FILE = ".sweep.lock"
 
 #: sweep directories this process holds (descriptor of each lock)
 _held: dict[Path, int] = {}
 #: sweep directory -> the outermost folder its lock created (removed at exit if still unused)
 _created: dict[Path, Path] = {}
-
-
-def _describe(path: Path) -> str:
-    try:
-        info = json.loads(path.read_text() or "{}")
-        return f"host {info['host']}, PID {info['pid']}, since {info['started_at']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "a process that has not written its details yet"
 
 
 def lock_sweep_dir(sweep_dir: str | Path) -> None:
@@ -55,7 +49,7 @@ def lock_sweep_dir(sweep_dir: str | Path) -> None:
     except BlockingIOError:
         os.close(fd)
         raise SystemExit(  # a SystemExit: Hydra turns a callback's exceptions into warnings
-            f"Sweep directory {sweep_dir} is in use by another sweep ({_describe(path)}): one "
+            f"Sweep directory {sweep_dir} is in use by another sweep ({describe_holder(path)}): one "
             "sweep per sweep directory. Wait for it to end, or choose another hydra.sweep.dir."
         ) from None
     os.ftruncate(fd, 0)
