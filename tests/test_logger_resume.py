@@ -172,14 +172,14 @@ def test_mlflow_run_continues_with_the_same_run_id(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         train(compose_config("train", run, [*first, "trainer.max_epochs=4", f"resume={run}"]))
     assert stored_ids(run)["mlflow"]["run_id"] == run_id
-    assert "trainer/max_epochs stay 3" in caplog.text
+    assert "trainer.max_epochs stay 3" in caplog.text
     (experiment,) = [e for e in client.search_experiments() if e.name == "train"]
     (only,) = client.search_runs([experiment.experiment_id])
     assert only.info.run_id == run_id and only.info.status == "FINISHED"
     history = client.get_metric_history(run_id, "val/acc")
     steps = [m.step for m in sorted(history, key=lambda m: m.step)]
     assert len(steps) == 4 and steps == sorted(set(steps))  # epochs 0..3, once each
-    assert only.data.params["trainer/max_epochs"] == "3"
+    assert only.data.params["trainer.max_epochs"] == "3"
     assert "test/acc" in only.data.metrics
 
 
