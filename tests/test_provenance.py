@@ -225,7 +225,7 @@ def test_tags_reach_results_and_every_logger(tmp_path, cache_dir):
 
     assert tuple(wandb.run.tags) == ("baseline", "cnn", "7")
     wandb.finish()
-    client = MlflowClient(f"file:{out.parent / 'mlflow'}")
+    client = MlflowClient(f"sqlite:///{out.parent / 'mlflow' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
     assert {k: run.data.tags[k] for k in ("baseline", "cnn", "7")} == dict.fromkeys(
         ("baseline", "cnn", "7"), "true"
