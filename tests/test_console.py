@@ -29,6 +29,7 @@ ABSENT = (
     "GPU available",  # Lightning's device lines: the log file only
     "Test metric",  # Lightning's test table: the summary has the test metrics
     "Traceback",
+    "srun",  # Lightning's advice to prefix srun wherever SLURM is installed (CI runs one)
 )
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -7,6 +7,7 @@ heavy imports here, Hydra loads it before the run.
 """
 
 import logging
+import warnings
 
 #: loggers whose INFO (and, under `debug=…`, DEBUG) records are shown on the console
 PROJECT_LOGGERS = ("src", "hydra_plugins", "hydra", "__main__")
@@ -50,3 +51,6 @@ def quiet_third_party_tips() -> None:
     logger = logging.getLogger(LIGHTNING_RANK_ZERO)
     if not any(isinstance(f, NoThirdPartyTips) for f in logger.filters):
         logger.addFilter(NoThirdPartyTips())
+    # Lightning's advice to prefix `srun` on any machine where SLURM is installed: our SLURM
+    # launchers start jobs under srun themselves, and a local run on such a machine is deliberate
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
