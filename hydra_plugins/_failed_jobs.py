@@ -13,10 +13,11 @@ import json
 import logging
 import math
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -132,3 +133,26 @@ def record_lost(
     except OSError as err:  # a full disk: the sweep still goes on (the summary lists it missing)
         log.error("Could not record the lost job in %s: %s", path, err)
     return path
+
+
+def describe_exit(returncode: int | None) -> str:
+    """`exit code 1`, or `SIGKILL` for a process a signal ended (`no exit code` when unknown)."""
+    if returncode is None:
+        return "no exit code"
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def log_lost_job(idx: int, overrides: Any, message: str, path: Path) -> None:
+    """The one error line a launcher logs for a job it recorded as failed."""
+    log.error(
+        "Job #%d (%s): %s. Recorded as failed in %s; the sweep goes on.",
+        idx,
+        " ".join(filter_overrides(overrides)),
+        message,
+        path,
+    )

@@ -35,6 +35,8 @@ from typing import Any, Protocol, TypeVar
 
 from hydra.errors import CompactHydraException
 
+from hydra_plugins._failed_jobs import describe_exit  # noqa: F401  (the pool's name for it)
+
 log = logging.getLogger(__name__)
 
 #: what a job process is told about its slot (read by src/run/gpu_slot.py and src/sweeps/threads.py)
@@ -395,13 +397,3 @@ class Pool:
 def _quietly(fn: Callable[..., Any], *args: Any) -> None:
     with contextlib.suppress(OSError, subprocess.SubprocessError):  # it ended in between
         fn(*args)
-
-
-def describe_exit(returncode: int) -> str:
-    """`exit code 1`, or `SIGKILL` for a process a signal ended."""
-    if returncode < 0:
-        try:
-            return signal.Signals(-returncode).name
-        except ValueError:
-            return f"signal {-returncode}"
-    return f"exit code {returncode}"

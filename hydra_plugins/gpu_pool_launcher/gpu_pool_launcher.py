@@ -267,11 +267,5 @@ class GpuPoolLauncher(Launcher):
             )
         gpu = _gpu_record(slot, threads) if self.pin_gpu else None
         path = _record.record_lost_job(job_dir, overrides, message, gpu, error_type)
-        log.error(
-            "Job #%d (%s): %s. Recorded as failed in %s; the sweep goes on.",
-            idx,
-            " ".join(filter_overrides(overrides)),
-            message,
-            path,
-        )
+        _failed_jobs.log_lost_job(idx, overrides, message, path)
         return _failed_jobs.failed_job_return(sweep_config, overrides, job_dir)

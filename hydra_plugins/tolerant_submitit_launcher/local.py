@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, filter_overrides
+from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
 from omegaconf import open_dict
 
@@ -39,19 +39,6 @@ log = logging.getLogger(__name__)
 
 CONTROLLER = "hydra_plugins.tolerant_submitit_launcher._local_controller"
 ENV_TIMEOUT = "TOLERANT_JOB_TIMEOUT_S"  # the same name in _local_controller.py
-
-
-def _describe_exit(code: int | None) -> str:
-    import signal
-
-    if code is None:
-        return "no exit code"
-    if code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
 
 
 class TolerantLocalLauncher(LocalLauncher):
@@ -156,7 +143,11 @@ class TolerantLocalLauncher(LocalLauncher):
         except (OSError, ValueError):
             ended = {}
         codes = ended.get("exit_codes")
-        how = ", ".join(_describe_exit(c) for c in codes) if codes else "an unknown cause (its "
+        how = (
+            ", ".join(_failed_jobs.describe_exit(c) for c in codes)
+            if codes
+            else "an unknown cause (its "
+        )
         how += "" if codes else "controller, killed itself, left no exit codes)"
         if ended.get("timed_out"):
             error_type = _failed_jobs.TIME_LIMIT
@@ -173,11 +164,5 @@ class TolerantLocalLauncher(LocalLauncher):
             config.hydra.job.num = idx
         job_dir = Path(str(config.hydra.sweep.dir)) / str(config.hydra.sweep.subdir)
         path = _failed_jobs.record_lost(job_dir, overrides, error_type, message)
-        log.error(
-            "Job #%d (%s): %s. Recorded as failed in %s; the sweep goes on.",
-            idx,
-            " ".join(filter_overrides(overrides)),
-            message,
-            path,
-        )
+        _failed_jobs.log_lost_job(idx, overrides, message, path)
         return _failed_jobs.failed_job_return(config, overrides, job_dir)
