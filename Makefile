@@ -6,7 +6,10 @@ UV     := $(VENV)/bin/uv
 LOCK   := requirements.lock
 # named after the contents it installs (lock + pyproject): a fresh clone or a branch switch that
 # only changes file times does not reinstall; an edited lock does
-STAMP  := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml core/pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+# the library (core/): editable here, with a plain path entry (compat mode) so Hydra finds the
+# plugins in its hydra_plugins namespace package
+LIBRARY = -e ./core --config-settings editable_mode=compat
 # uv does not read pip's configuration: pip's mirror / wheel folders, as uv arguments
 UV_INDEX = $$($(PY) scripts/uv_index_args.py)
 ARGS   ?=
@@ -22,10 +25,10 @@ $(STAMP):
 	@if test -x $(UV) || $(PY) -m pip install -q uv; then \
 		echo "$(UV) pip sync $(LOCK)"; \
 		$(UV) pip sync --python $(PY) $(UV_INDEX) $(LOCK) && \
-		$(UV) pip install --python $(PY) --no-deps --no-build-isolation -e .; \
+		$(UV) pip install --python $(PY) --no-deps --no-build-isolation $(LIBRARY) -e .; \
 	else \
 		echo "uv cannot be installed here: installing $(LOCK) with pip"; \
-		$(PY) -m pip install -r $(LOCK) && $(PY) -m pip install --no-deps --no-build-isolation -e .; \
+		$(PY) -m pip install -r $(LOCK) && $(PY) -m pip install --no-deps --no-build-isolation $(LIBRARY) -e .; \
 	fi
 	$(PY) -m pip check
 	rm -f $(VENV)/.installed-* && touch $@ $(VENV)/.installed
@@ -65,7 +68,7 @@ sweep: $(STAMP) ## a small grid sweep: learning rate x seed, with a summary tabl
 	$(PY) src/train.py -m optimizer.lr=1e-3,1e-2 seed=1,2 $(ARGS)
 
 runs: $(STAMP) ## one table of every run under logs/: make runs ARGS="--tag baseline --sort val/acc_best --desc"
-	$(PY) -m src.runs_table $(ARGS)
+	$(PY) -m expkit.runs_table $(ARGS)
 
 DATA_DIR ?= $(if $(wildcard ../shared/datasets/MNIST/raw),../shared/datasets,data)
 bench: $(STAMP) ## speed: plain PyTorch loop vs train.py on MNIST (DATA_DIR=folder holding MNIST/raw)
@@ -79,18 +82,18 @@ search: $(STAMP) ## an Optuna study on digits (run it again to resume): make sea
 
 summary: $(STAMP) ## rebuild a sweep's summary: make summary SWEEP=logs/train/multiruns/<run>
 	@test -n "$(SWEEP)" || (echo "usage: make summary SWEEP=path/to/sweep_dir" && exit 2)
-	$(PY) -m src.sweeps.summary $(SWEEP) $(ARGS)
+	$(PY) -m expkit.sweeps.summary $(SWEEP) $(ARGS)
 
 lint: $(STAMP) ## ruff lint + format check
-	$(VENV)/bin/ruff check src tests bench hydra_plugins
-	$(VENV)/bin/ruff format --check src tests bench hydra_plugins
+	$(VENV)/bin/ruff check src tests bench core
+	$(VENV)/bin/ruff format --check src tests bench core
 
-typecheck: $(STAMP) ## mypy over src/ (settings in pyproject.toml)
-	$(VENV)/bin/mypy src
+typecheck: $(STAMP) ## mypy over src/ and the library (settings in pyproject.toml)
+	$(VENV)/bin/mypy src core/expkit core/hydra_plugins
 
 format: $(STAMP) ## ruff fix + format
-	$(VENV)/bin/ruff check --fix src tests bench hydra_plugins
-	$(VENV)/bin/ruff format src tests bench hydra_plugins
+	$(VENV)/bin/ruff check --fix src tests bench core
+	$(VENV)/bin/ruff format src tests bench core
 
 clean: ## remove run outputs, caches (keeps .venv and data/)
 	rm -rf logs/* .pytest_cache .ruff_cache outputs multirun lightning_logs

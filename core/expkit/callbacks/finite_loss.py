@@ -28,8 +28,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from src.utils.errors import ConfigError, NonFiniteLossError
-from src.utils.metric_names import epoch_values, stage_of
+from expkit.utils.errors import ConfigError, NonFiniteLossError
+from expkit.utils.metric_names import epoch_values, stage_of
 
 
 def lr_hint(module: object) -> str:

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from src.utils.atomic import atomic_open, atomic_path
-from src.utils.logging_utils import get_logger
-from src.utils.metric_names import base_name, epoch_values, lookup, stage_of
+from expkit.utils.atomic import atomic_open, atomic_path
+from expkit.utils.logging_utils import get_logger
+from expkit.utils.metric_names import base_name, epoch_values, lookup, stage_of
 
 log = get_logger(__name__)
 

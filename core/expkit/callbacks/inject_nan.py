@@ -8,7 +8,7 @@ learning rate diverges only sometimes.
 import pytorch_lightning as pl
 import torch
 
-from src.utils.logging_utils import get_logger
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

@@ -20,8 +20,8 @@ from pytorch_lightning.callbacks import OnExceptionCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from src.utils.errors import NonFiniteLossError
-from src.utils.logging_utils import get_logger
+from expkit.utils.errors import NonFiniteLossError
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

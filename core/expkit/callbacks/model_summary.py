@@ -11,7 +11,7 @@ from pytorch_lightning.utilities.model_summary import get_human_readable_count
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from src.utils.logging_utils import get_logger
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

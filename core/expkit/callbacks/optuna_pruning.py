@@ -5,7 +5,7 @@ What Optuna's `PyTorchLightningPruningCallback` does (report, ask the pruner; it
 separate optuna-integration package), on Optuna's public trial API, plus what a job of a Hydra
 sweep needs around it:
 - the trial is found from the job's config: `optuna_trial=<number>` (added by the sweeper, see
-  `hydra_plugins/resumable_optuna_sweeper`), the study name, storage and pruner from the sweeper's
+  `hydra_plugins/expkit_optuna_sweeper`), the study name, storage and pruner from the sweeper's
   config (`hydra.sweeper`), so the job reaches the study through its storage (an sqlite file);
 - the sanity check's validation is not reported (it would take the real epoch 0's place);
 - under DDP only rank 0 talks to the study and every rank stops at the same epoch (one broadcast);
@@ -24,10 +24,10 @@ from optuna.pruners import PercentilePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hydra_plugins.resumable_optuna_sweeper._pruners import make_pruner
-from src.utils.errors import ConfigError
-from src.utils.logging_utils import get_logger
-from src.utils.metric_names import epoch_values
+from expkit.utils.errors import ConfigError
+from expkit.utils.logging_utils import get_logger
+from expkit.utils.metric_names import epoch_values
+from hydra_plugins.expkit_optuna_sweeper._pruners import make_pruner
 
 log = get_logger(__name__)
 

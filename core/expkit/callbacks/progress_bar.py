@@ -22,8 +22,8 @@ from pytorch_lightning.callbacks.progress.rich_progress import ProcessingSpeedCo
 from rich import get_console, reconfigure
 from rich.text import Text
 
-from src.utils.errors import ConfigError
-from src.utils.logging_utils import get_logger
+from expkit.utils.errors import ConfigError
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from src.utils.logging_utils import get_logger
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

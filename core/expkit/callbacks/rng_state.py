@@ -19,7 +19,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from src.utils.logging_utils import get_logger
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

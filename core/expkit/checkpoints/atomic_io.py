@@ -3,7 +3,7 @@
 Lightning's `TorchCheckpointIO` serializes into memory and then writes the bytes straight into the
 final file: a full disk or a kill during that write leaves a truncated `epoch_003.ckpt` or
 `last.ckpt`, which a later `resume=` would pick. This plugin writes the same bytes to a temp file
-in the same directory, fsyncs and renames it (`src.utils.atomic`), so the previous good checkpoint
+in the same directory, fsyncs and renames it (`expkit.utils.atomic`), so the previous good checkpoint
 stays whole until the new one is. Every checkpoint writer goes through it: ModelCheckpoint,
 the interrupt checkpoint, SLURM's `hpc_ckpt_*`. Remote paths (s3://…) keep Lightning's own way.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from src.utils.atomic import atomic_write_bytes
+from expkit.utils.atomic import atomic_write_bytes
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

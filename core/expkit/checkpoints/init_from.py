@@ -29,8 +29,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from src.utils.errors import CheckpointError, ConfigError
-from src.utils.logging_utils import get_logger
+from expkit.utils.errors import CheckpointError, ConfigError
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

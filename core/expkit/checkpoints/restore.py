@@ -1,6 +1,6 @@
 """Rebuild a trained run from its checkpoint alone (eval, predict, export).
 
-The checkpoint carries its run's resolved config (`src.checkpoints.run_config`). From it come the
+The checkpoint carries its run's resolved config (`expkit.checkpoints.run_config`). From it come the
 model and the data's *values* only (`stored_values.RESTORED_ROOTS`, with every location key
 re-derived from this clone's `paths` and `download` false, and no interpolation resolved);
 trainer, callbacks, loggers, profiler and every path come from this command's own config and run
@@ -16,18 +16,18 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.checkpoints.load import load_checkpoint
-from src.checkpoints.run_config import read_run_config
-from src.checkpoints.stored_values import (
+from expkit.checkpoints.load import load_checkpoint
+from expkit.checkpoints.run_config import read_run_config
+from expkit.checkpoints.stored_values import (
     RESTORED_ROOTS,
     rederive_locations,
     refuse_interpolations,
 )
-from src.checkpoints.target_policy import check_targets, trusted_targets
-from src.checkpoints.verify import check_compatible
-from src.run.setup import prepare_run
-from src.run.validate import validate_config
-from src.utils.logging_utils import get_logger
+from expkit.checkpoints.target_policy import check_targets, trusted_targets
+from expkit.checkpoints.verify import check_compatible
+from expkit.run.setup import prepare_run
+from expkit.run.validate import validate_config
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

@@ -10,7 +10,7 @@ that leads out of the run directory.
 
 Every checkpoint is loaded with `weights_only=True` and checked against the model before Lightning
 touches it, so a foreign or truncated file fails with one message naming the mismatch. The paths
-its callback states carry are kept inside the run by `src.callbacks.restored_state`.
+its callback states carry are kept inside the run by `expkit.callbacks.restored_state`.
 """
 
 import os
@@ -23,10 +23,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.checkpoints.load import load_checkpoint
-from src.checkpoints.verify import check_compatible
-from src.utils.errors import CheckpointError, ConfigError
-from src.utils.logging_utils import get_logger
+from expkit.checkpoints.load import load_checkpoint
+from expkit.checkpoints.verify import check_compatible
+from expkit.utils.errors import CheckpointError, ConfigError
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 
@@ -158,7 +158,7 @@ def first_step_to_log(path: str | Path | None) -> int:
     """The first global step a fit resumed from `path` logs at (0 for none: from the start).
 
     What loggers hold from that step on is replaced by what the resumed fit logs (see
-    src/loggers/continued.py). A checkpoint taken at the end of an epoch, at global step G: the
+    expkit/loggers/continued.py). A checkpoint taken at the end of an epoch, at global step G: the
     next epoch logs its first values (the learning rate) at step G, so G. One taken within an
     epoch (`interrupted.ckpt`, `hpc_ckpt_N.ckpt`: the loop's epoch was started, not processed):
     Lightning continues that epoch without running its start hooks again, so what was logged at

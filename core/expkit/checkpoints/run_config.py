@@ -3,7 +3,7 @@
 Lightning saves the module's hyperparameters but not the data, trainer or optimizer config;
 `eval.py ckpt_path=…` needs all of it. Kept as a plain dict, so the checkpoint stays loadable with
 `torch.load(weights_only=True)`. What the reader returns is data: before anything is built from
-it, `src.checkpoints.target_policy` checks every `_target_` it names.
+it, `expkit.checkpoints.target_policy` checks every `_target_` it names.
 """
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.errors import CheckpointError
+from expkit.utils.errors import CheckpointError
 
 CHECKPOINT_KEY = "run_config"
 

@@ -29,10 +29,9 @@ from typing import Any
 
 import yaml
 
-from src.utils.errors import ConfigError
-from src.utils.resolvers import PROJECT_ROOT
+from expkit.project import project_config_dir
+from expkit.utils.errors import ConfigError
 
-CONFIG_DIR = PROJECT_ROOT / "configs"
 #: top-level keys eval/predict/export take from a checkpoint (everything else: this clone's)
 RESTORED_ROOTS = ("seed", "data", "model", "optimizer", "scheduler", "monitor")
 #: leaf names that say where something is written, fetched from or sent to
@@ -77,7 +76,7 @@ def _short(text: str, limit: int = 120) -> str:
 
 
 @functools.cache
-def _clone_locations(stamp: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+def _clone_locations(config_dir: Path, stamp: tuple[tuple[str, int], ...]) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
     def walk(node: Any) -> None:
@@ -90,7 +89,7 @@ def _clone_locations(stamp: tuple[tuple[str, int], ...]) -> dict[str, Any]:
 
     for name, _ in stamp:
         try:
-            walk(yaml.safe_load((CONFIG_DIR / name).read_text()))
+            walk(yaml.safe_load((config_dir / name).read_text()))
         except (OSError, yaml.YAMLError):
             continue
     return found
@@ -99,9 +98,10 @@ def _clone_locations(stamp: tuple[tuple[str, int], ...]) -> dict[str, Any]:
 def clone_locations() -> dict[str, Any]:
     """Location key → the expression this clone's data and model configs give it
     (`data_dir` → `${paths.data_dir}`, `cache_dir` → `${paths.cache_dir}`, …)."""
-    files = sorted([*CONFIG_DIR.glob("data/**/*.yaml"), *CONFIG_DIR.glob("model/**/*.yaml")])
-    stamp = tuple((str(p.relative_to(CONFIG_DIR)), p.stat().st_mtime_ns) for p in files)
-    return _clone_locations(stamp)
+    config_dir = project_config_dir()
+    files = sorted([*config_dir.glob("data/**/*.yaml"), *config_dir.glob("model/**/*.yaml")])
+    stamp = tuple((str(p.relative_to(config_dir)), p.stat().st_mtime_ns) for p in files)
+    return _clone_locations(config_dir, stamp)
 
 
 def rederive_locations(node: Any, where: str, changed: list[str]) -> Any:

@@ -7,8 +7,10 @@ paths), but a `_target_` is a callable `hydra.utils.instantiate` will call: `bui
 short list of names and says itself that it is no security boundary. So before anything is built
 from stored state, every `_target_` in it, at any depth (`_partial_`, `_args_`, lists, nested
 nets, callbacks, loggers), must be one that a YAML file under `configs/` names (the user's clone,
-their own additions included), or one the user trusted exactly with `trusted_targets=[a.b.C]`.
-A prefix is never enough: `torch.` alone would include `torch.save`.
+their own additions included) or the library's configs name, or one the user trusted exactly with
+`trusted_targets=[a.b.C]`. A prefix is never enough: `torch.` alone would include `torch.save`.
+A name a run stored before a class moved is first rewritten through the alias table
+(`aliases.py`): it is accepted only as the current name it stands for.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.errors import ConfigError, UntrustedTargetError
-from src.utils.resolvers import PROJECT_ROOT
+from expkit.checkpoints.aliases import apply_aliases
+from expkit.project import LIBRARY_CONFIG_DIR, project_config_dir
+from expkit.utils.errors import ConfigError, UntrustedTargetError
+from expkit.utils.logging_utils import get_logger
 
-CONFIG_DIR = PROJECT_ROOT / "configs"
+log = get_logger(__name__)
 TARGET_KEY = "_target_"
 
 
@@ -54,11 +58,16 @@ def _targets_in_files(config_dir: Path, stamp: tuple[tuple[str, int], ...]) -> f
     return frozenset(found)
 
 
-def project_targets(config_dir: Path = CONFIG_DIR) -> frozenset[str]:
+def targets_in(config_dir: Path) -> frozenset[str]:
     """Every `_target_` named by a YAML file under `config_dir` (re-read when a file changes)."""
     files = sorted(config_dir.rglob("*.yaml"))
     stamp = tuple((str(p.relative_to(config_dir)), p.stat().st_mtime_ns) for p in files)
     return _targets_in_files(config_dir, stamp)
+
+
+def project_targets() -> frozenset[str]:
+    """The targets this project's configs and the library's configs name."""
+    return targets_in(project_config_dir()) | targets_in(LIBRARY_CONFIG_DIR)
 
 
 def trusted_targets(cfg: DictConfig) -> list[str]:
@@ -76,7 +85,12 @@ def trusted_targets(cfg: DictConfig) -> list[str]:
 def check_targets(
     config: DictConfig | dict[str, Any], source: str, trusted: Iterable[str] = ()
 ) -> None:
-    """Raise `UntrustedTargetError` naming `source`, the key and the target, for the first foreign one."""
+    """Raise `UntrustedTargetError` naming `source`, the key and the target, for the first foreign one.
+
+    Stored names of moved classes are first rewritten in `config` (in place) to their current names.
+    """
+    for old, new in apply_aliases(config):
+        log.info("%s: stored target %s is now %s (alias table).", source, old, new)
     try:
         plain = (
             OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config

@@ -3,7 +3,7 @@
 - `check_compatible`: the weights fit the model key for key and shape for shape (Lightning would
   fail too, but only after setting everything up, with a long torch message).
 (The paths a checkpoint's callback states carry are kept inside the run by
-`src.callbacks.restored_state`, when Lightning restores them.)
+`expkit.callbacks.restored_state`, when Lightning restores them.)
 """
 
 from pathlib import Path
@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.checkpoints.run_config import CHECKPOINT_KEY
-from src.utils.errors import CheckpointError
+from expkit.checkpoints.run_config import CHECKPOINT_KEY
+from expkit.utils.errors import CheckpointError
 
 
 def check_compatible(

@@ -38,21 +38,21 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.checkpoints.resume import check_resume_dir
-from src.cv.summary import CVSummary, Fold, fold_dir, read_fold, summarize, write_cv_summary
-from src.run.config_files import save_resolved_config
-from src.run.lifecycle import open_run
-from src.run.lock import is_rank_zero
-from src.run.provenance import provenance_summary, write_provenance
-from src.run.record import RunRecord
-from src.run.resume_args import OVERRIDES_FILE, override_key
-from src.run.summary import show_path
-from src.run.validate import fetch_data_first
-from src.sweeps.job import require_optimized_metric
-from src.utils.atomic import atomic_write_text
-from src.utils.errors import ConfigError, DiskFullError, TemplateError
-from src.utils.logging_utils import get_logger
-from src.utils.metric_names import stage_of
+from expkit.checkpoints.resume import check_resume_dir
+from expkit.cv.summary import CVSummary, Fold, fold_dir, read_fold, summarize, write_cv_summary
+from expkit.run.config_files import save_resolved_config
+from expkit.run.lifecycle import open_run
+from expkit.run.lock import is_rank_zero
+from expkit.run.provenance import provenance_summary, write_provenance
+from expkit.run.record import RunRecord
+from expkit.run.resume_args import OVERRIDES_FILE, override_key
+from expkit.run.summary import show_path
+from expkit.run.validate import fetch_data_first
+from expkit.sweeps.job import require_optimized_metric
+from expkit.utils.atomic import atomic_write_text
+from expkit.utils.errors import ConfigError, DiskFullError, TemplateError
+from expkit.utils.logging_utils import get_logger
+from expkit.utils.metric_names import stage_of
 
 log = get_logger(__name__)
 

@@ -16,9 +16,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.run.record import RunRecord
-from src.utils.atomic import atomic_write_text
-from src.utils.metric_names import stage_of
+from expkit.run.record import RunRecord
+from expkit.utils.atomic import atomic_write_text
+from expkit.utils.metric_names import stage_of
 
 SUMMARY_CSV = "cv_summary.csv"
 SUMMARY_MD = "cv_summary.md"

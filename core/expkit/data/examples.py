@@ -2,9 +2,9 @@
 
 Tables: `sklearn:wine` (178 rows, 13 numeric features, 3 classes), `sklearn:iris` (150 rows, 4
 features, 3 classes), `sklearn:diabetes` (442 rows, 10 features, a numeric target: regression). A
-`data.path` of that form reads the table directly; `python -m src.data.examples wine data/wine.csv`
+`data.path` of that form reads the table directly; `python -m expkit.data.examples wine data/wine.csv`
 writes it as a CSV file, to try `data.path=<file>` exactly as with your own table.
-Images: `python -m src.data.examples digits_images data/digits_images` writes the 1,797 8×8 digits
+Images: `python -m expkit.data.examples digits_images data/digits_images` writes the 1,797 8×8 digits
 as PNG files in one subfolder per class, the layout `data=image_folder` reads.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.utils.atomic import atomic_open
-from src.utils.errors import ConfigError
+from expkit.utils.atomic import atomic_open
+from expkit.utils.errors import ConfigError
 
 PREFIX = "sklearn:"
 TABLES = ("wine", "iris", "diabetes")

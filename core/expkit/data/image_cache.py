@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from src.utils.atomic import failed_write
-from src.utils.logging_utils import get_logger
+from expkit.utils.atomic import failed_write
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.data.augment import random_hflip, random_shift
-from src.data.image_cache import FORMAT, Sample, build_cache, open_cache
-from src.data.images import MODES, image_size, image_suffixes, read_image
-from src.data.in_memory import InMemoryDataModule, Split
-from src.utils.errors import ConfigError, DatasetNotFoundError
-from src.utils.logging_utils import get_logger
-from src.utils.shown_path import shown_path
+from expkit.data.augment import random_hflip, random_shift
+from expkit.data.image_cache import FORMAT, Sample, build_cache, open_cache
+from expkit.data.images import MODES, image_size, image_suffixes, read_image
+from expkit.data.in_memory import InMemoryDataModule, Split
+from expkit.utils.errors import ConfigError, DatasetNotFoundError
+from expkit.utils.logging_utils import get_logger
+from expkit.utils.shown_path import shown_path
 
 log = get_logger(__name__)
 

@@ -14,7 +14,7 @@ Set `num_workers > 0` to get a classic `DataLoader` instead, with an optional pe
 
 Cross-validation (`cv.folds=k` sets `fold`, `folds`, `fold_seed`): the val split is fold `fold` of
 the training data (train plus any val the source has; none is carved), the rest of it trains, and
-the test split is the source's own, untouched (`src/data/folds.py` picks the fold). The fold's
+the test split is the source's own, untouched (`expkit/data/folds.py` picks the fold). The fold's
 samples are gathered into new tensors (the training data is then held in memory, not mapped).
 """
 
@@ -28,12 +28,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from src.data.augment import random_shift
-from src.data.batch_loader import IndexBatchLoader
-from src.data.folds import check_fold_settings, fold_indices
-from src.utils.atomic import atomic_torch_save
-from src.utils.errors import ConfigError
-from src.utils.logging_utils import get_logger
+from expkit.data.augment import random_shift
+from expkit.data.batch_loader import IndexBatchLoader
+from expkit.data.folds import check_fold_settings, fold_indices
+from expkit.utils.atomic import atomic_torch_save
+from expkit.utils.errors import ConfigError
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

@@ -1,10 +1,10 @@
 """What `predict.py input=…` reads: a split of the datamodule, a folder of images (or one image), or
 a tensor file.
 
-- A split (`predict`, `test`, `val`, `train`; `src/data/loaders.py`): the datamodule's own
+- A split (`predict`, `test`, `val`, `train`; `expkit/data/loaders.py`): the datamodule's own
   dataloader, its batches exactly as it yields them (its batch hooks run too).
 - Files become a batch tensor `N×…` the module takes as its input:
-  - a datamodule with `normalize(x)` (ours: `src/data/in_memory.py`) takes raw samples at its
+  - a datamodule with `normalize(x)` (ours: `expkit/data/in_memory.py`) takes raw samples at its
     dataset's pixel scale (what its `load_splits()` returns: 0..255, 0..16 for digits) and its
     `input_shape`; images are rescaled to that scale, then everything goes through `normalize`,
     exactly as its training data does;
@@ -25,10 +25,10 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from src.checkpoints.load import read_torch_file
-from src.data.images import MODES, read_image
-from src.data.loaders import SPLITS, input_samples, split_loader
-from src.utils.errors import ConfigError
+from expkit.checkpoints.load import read_torch_file
+from expkit.data.images import MODES, read_image
+from expkit.data.loaders import SPLITS, input_samples, split_loader
+from expkit.utils.errors import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TENSOR_SUFFIXES = (".pt", ".pth")

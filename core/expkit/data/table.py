@@ -26,11 +26,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from src.data.examples import is_example, load_example_table
-from src.data.in_memory import InMemoryDataModule, Split
-from src.utils.errors import ConfigError, DatasetNotFoundError
-from src.utils.logging_utils import get_logger
-from src.utils.shown_path import shown_path
+from expkit.data.examples import is_example, load_example_table
+from expkit.data.in_memory import InMemoryDataModule, Split
+from expkit.utils.errors import ConfigError, DatasetNotFoundError
+from expkit.utils.logging_utils import get_logger
+from expkit.utils.shown_path import shown_path
 
 log = get_logger(__name__)
 

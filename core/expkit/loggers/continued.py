@@ -1,7 +1,7 @@
 """CSV and TensorBoard histories that continue when the run continues.
 
 A run continued in its own directory (`resume=<run_dir>`, a SLURM requeue) resumes from a
-checkpoint and logs again from global step G (`src.checkpoints.resume.first_step_to_log`: the
+checkpoint and logs again from global step G (`expkit.checkpoints.resume.first_step_to_log`: the
 checkpoint's step, one more for a checkpoint taken within an epoch). What the loggers wrote
 before step G is kept and what they wrote from G on is dropped (that part of the training runs
 again: a checkpoint older than the logs, e.g. the newest one did not load), so each history
@@ -15,7 +15,7 @@ holds every step once:
   TensorBoard hides the old events from step G on.
 
 `continue_histories(trainer.loggers, G)` tells them G (src/train.py, before the first log call).
-MLflow and W&B continue their run by its stored id instead (`src.loggers.run_ids`); their metric
+MLflow and W&B continue their run by its stored id instead (`expkit.loggers.run_ids`); their metric
 histories cannot be cut, so a replayed part appears there twice.
 """
 
@@ -32,8 +32,8 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from src.utils.atomic import atomic_write_text
-from src.utils.logging_utils import get_logger
+from expkit.utils.atomic import atomic_write_text
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

@@ -63,7 +63,7 @@ def log_hyperparameters(
     own, is left out). `logged`: the metrics the module logs, when known."""
     if not trainer.loggers:
         return
-    from src.run.module_checks import ignored_groups
+    from expkit.run.module_checks import ignored_groups
 
     unused = set(ignored_groups(cfg))
     hparams = {

@@ -13,7 +13,7 @@
 
 Both continue their tracker run when the run continues in its directory (`resume=<run_dir>`, a
 SLURM requeue): the MLflow run id and the W&B run id are stored in `<run_dir>/loggers.json` at
-first start (`src.loggers.run_ids`) and passed back (`run_id=`; `id=` with `resume="allow"`).
+first start (`expkit.loggers.run_ids`) and passed back (`run_id=`; `id=` with `resume="allow"`).
 MLflow refuses to change a parameter of a run: a resumed run that types another value (e.g.
 `trainer.max_epochs=30`) keeps the first value there, and says so.
 
@@ -33,8 +33,8 @@ from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers import MLFlowLogger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from src.loggers.run_ids import store_id, stored_id, stored_ids
-from src.utils.logging_utils import get_logger
+from expkit.loggers.run_ids import store_id, stored_id, stored_ids
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

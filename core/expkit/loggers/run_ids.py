@@ -17,8 +17,8 @@ from typing import Any
 
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from src.utils.atomic import atomic_write_text
-from src.utils.logging_utils import get_logger
+from expkit.utils.atomic import atomic_write_text
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

@@ -27,10 +27,10 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from src.data.loaders import input_samples
-from src.utils.atomic import atomic_write_bytes
-from src.utils.errors import ConfigError, ExportError
-from src.utils.logging_utils import get_logger
+from expkit.data.loaders import input_samples
+from expkit.utils.atomic import atomic_write_bytes
+from expkit.utils.errors import ConfigError, ExportError
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 
@@ -254,7 +254,7 @@ def export_model(
         try:
             diff = max_abs_diff(model, exporters[fmt](path), check)
         except (OSError, ExportError):
-            raise  # a full disk: one line naming the file (src/run/lifecycle.py)
+            raise  # a full disk: one line naming the file (expkit/run/lifecycle.py)
         except Exception as err:  # forward cannot be traced / exported, or its file does not run
             path.unlink(missing_ok=True)
             failed[fmt] = f"{type(err).__name__}: {_first_line(err)}"

@@ -17,7 +17,7 @@ The rule (explicit, never a guess from the outputs' shape):
   with `torch.load(path, weights_only=True)`). No softmax, no classes, no accuracy.
 
 Tables are CSV, or Parquet when `output_file` ends in `.parquet` (needs pyarrow or fastparquet).
-Every file is written whole or not at all (`src.utils.atomic`).
+Every file is written whole or not at all (`expkit.utils.atomic`).
 """
 
 import csv
@@ -30,10 +30,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from src.models.predictions import Predictions
-from src.utils.atomic import atomic_open, atomic_write_bytes
-from src.utils.errors import ConfigError
-from src.utils.logging_utils import get_logger
+from expkit.models.predictions import Predictions
+from expkit.utils.atomic import atomic_open, atomic_write_bytes
+from expkit.utils.errors import ConfigError
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

@@ -18,10 +18,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from src.data.loaders import batch_inputs, batch_targets
-from src.data.predict_inputs import PredictInputs
-from src.utils.devices import resolve_accelerator
-from src.utils.errors import ConfigError
+from expkit.data.loaders import batch_inputs, batch_targets
+from expkit.data.predict_inputs import PredictInputs
+from expkit.utils.devices import resolve_accelerator
+from expkit.utils.errors import ConfigError
 
 
 @dataclass

@@ -8,14 +8,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
-from src.callbacks.progress_bar import ThrottledRichProgressBar
-from src.callbacks.restored_state import RestoredStateGuard
-from src.checkpoints.atomic_io import AtomicCheckpointIO
-from src.checkpoints.run_config import RunConfigInCheckpoint
-from src.run.profiler import NoOpProfiler
-from src.utils.console_logging import quiet_third_party_tips
-from src.utils.errors import ConfigError
-from src.utils.logging_utils import get_logger
+from expkit.callbacks.progress_bar import ThrottledRichProgressBar
+from expkit.callbacks.restored_state import RestoredStateGuard
+from expkit.checkpoints.atomic_io import AtomicCheckpointIO
+from expkit.checkpoints.run_config import RunConfigInCheckpoint
+from expkit.run.profiler import NoOpProfiler
+from expkit.utils.console_logging import quiet_third_party_tips
+from expkit.utils.errors import ConfigError
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 
@@ -64,12 +64,12 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
         callbacks.append(RunConfigInCheckpoint({str(k): v for k, v in stored.items()}))
     if "callbacks" not in cfg and cfg.trainer.get("enable_progress_bar", True) is not False:
         # eval/predict/export have no callbacks group: our bar rather than Lightning's default
-        # (no `0.00it/s`, nothing when redirected; src/callbacks/progress_bar.py)
+        # (no `0.00it/s`, nothing when redirected; expkit/callbacks/progress_bar.py)
         callbacks.append(ThrottledRichProgressBar())
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv keeps the LR
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    # trainer.profiler=null: a profiler that costs nothing per hook (see src/run/profiler.py)
+    # trainer.profiler=null: a profiler that costs nothing per hook (see expkit/run/profiler.py)
     extra: dict[str, Any] = {} if cfg.trainer.get("profiler") else {"profiler": NoOpProfiler()}
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     assert isinstance(trainer_cfg, dict)

@@ -1,13 +1,13 @@
 """What `python src/<task>.py …` runs around the Hydra entry point, and nothing else does.
 
 - `resume=<run_dir>` is expanded into that run's own overrides before Hydra composes (see
-  `src/run/resume_args.py` for why it cannot happen later), and the run directory is locked from
+  `expkit/run/resume_args.py` for why it cannot happen later), and the run directory is locked from
   then on: a second writer exits before Hydra opens the run's log.
 - A new run into an existing run's directory (`hydra.run.dir=<run>` without `resume=`) is refused
-  before Hydra writes there (`src/run/one_run.py`).
+  before Hydra writes there (`expkit/run/one_run.py`).
 - eval/predict/export configs hold only their own keys; a typed override of a key the checkpoint
   supplies (`data.batch_size=256`, `data=mnist`) is passed to Hydra as an addition (`+…`).
-- The process ends without the interpreter's teardown (`src/run/exit.py`: ~127 MB and ~0.8 s of
+- The process ends without the interpreter's teardown (`expkit/run/exit.py`: ~127 MB and ~0.8 s of
   torch's library destructors, after everything of the run is written).
 - A user error prints one line alone (`errors_in_one_line`): ours, or Hydra's about the command line.
   When Hydra rejects a key (`trainer.max_epoch=3`), its message names the key and the value but
@@ -24,21 +24,21 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.run.exit import exit_after_run
-from src.run.lock import acquire, is_rank_zero, release
-from src.run.one_run import refuse_new_run_in_existing_dir
-from src.run.resume_args import expand_resume_args, override_key, resume_dir
-from src.utils.errors import TemplateError, full_error_requested, user_error
-from src.utils.resolvers import PROJECT_ROOT
+from expkit.project import LIBRARY_CONFIG_DIR, project_config_dir
+from expkit.run.exit import exit_after_run
+from expkit.run.lock import acquire, is_rank_zero, release
+from expkit.run.one_run import refuse_new_run_in_existing_dir
+from expkit.run.resume_args import expand_resume_args, override_key, resume_dir
+from expkit.utils.errors import TemplateError, full_error_requested, user_error
 
-CONFIG_DIR = PROJECT_ROOT / "configs"
 _ABSENT = object()
 
 
 def is_config_group(key: str) -> bool:
     """Whether an override's key names a config group (`data`, `hydra/launcher`): a folder of
-    options under configs/, chosen with `key=option`, rather than a value in the config."""
-    return (CONFIG_DIR / key).is_dir()
+    options under the project's or the library's configs, chosen with `key=option`, rather than
+    a value in the config."""
+    return (project_config_dir() / key).is_dir() or (LIBRARY_CONFIG_DIR / key).is_dir()
 
 
 #: top-level keys eval/predict/export take from the checkpoint rather than from their own config
@@ -198,7 +198,7 @@ def unknown_key_hints(config_name: str, args: list[str]) -> list[str]:
         return []
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        with initialize_config_dir(str(project_config_dir()), version_base="1.3"):
             cfg = compose(config_name, overrides=[o.input_line or "" for o in groups])
     except Exception:  # an unknown group option: Hydra listed the allowed ones already
         return []

@@ -8,7 +8,7 @@ is the shell side (it also works with `.venv/bin/python src/train.py`, which Hyd
 
 import sys
 
-from src.utils.resolvers import PROJECT_ROOT
+from expkit.project import project_config_dir
 
 FLAGS = ("-sc", "--shell-completion")
 
@@ -24,9 +24,7 @@ def answer_shell_completion(module_name: str, config_name: str) -> None:
     import hydra
     from omegaconf import DictConfig
 
-    @hydra.main(
-        version_base="1.3", config_path=str(PROJECT_ROOT / "configs"), config_name=config_name
-    )
+    @hydra.main(version_base="1.3", config_path=str(project_config_dir()), config_name=config_name)
     def answer(cfg: DictConfig) -> None:  # never called: Hydra answers and returns
         pass
 

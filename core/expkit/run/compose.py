@@ -7,8 +7,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-import src.utils  # noqa: F401  (registers the resolvers the configs use)
-from src.run.cli import CONFIG_DIR, as_additions
+import expkit.utils  # noqa: F401  (registers the resolvers the configs use)
+from expkit.project import project_config_dir, project_root
+from expkit.run.cli import as_additions
 
 
 def compose_config(
@@ -20,7 +21,7 @@ def compose_config(
     """The config of `src/<name>.py <overrides>`, writing into `output_dir` (no Hydra run needed)."""
     GlobalHydra.instance().clear()
     typed = list(overrides) if name == "train" else as_additions(list(overrides))
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(str(project_config_dir()), version_base="1.3"):
         return compose(config_name=name, overrides=path_overrides(output_dir, cache_dir) + typed)
 
 
@@ -29,7 +30,7 @@ def path_overrides(output_dir: str | Path, cache_dir: str | Path | None = None) 
     output_dir = Path(output_dir)
     paths = [
         f"paths.output_dir={output_dir}",
-        f"paths.work_dir={CONFIG_DIR.parent}",
+        f"paths.work_dir={project_root()}",
         f"paths.log_dir={output_dir.parent}",
     ]
     if cache_dir is not None:

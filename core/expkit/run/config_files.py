@@ -5,7 +5,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from src.utils.atomic import atomic_open, atomic_write_text
+from expkit.utils.atomic import atomic_open, atomic_write_text
 
 #: the order the printed tree shows the top-level keys in (the rest follow)
 CONFIG_ORDER = (

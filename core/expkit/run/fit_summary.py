@@ -7,10 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from src.callbacks.history import History, best_row, metric_columns
-from src.run.record import RunRecord
-from src.run.summary import command, existing, format_metrics, show_path
-from src.utils.metric_names import epoch_values, stage_of
+from expkit.callbacks.history import History, best_row, metric_columns
+from expkit.run.record import RunRecord
+from expkit.run.summary import command, existing, format_metrics, show_path
+from expkit.utils.metric_names import epoch_values, stage_of
 
 
 def _history(trainer: Any) -> History | None:

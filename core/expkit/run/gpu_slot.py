@@ -1,6 +1,6 @@
 """The GPU a pool launcher gave this job (`hydra/launcher=gpu_pool`), for its results.json.
 
-The launcher (hydra_plugins/gpu_pool_launcher/) starts each job's process with
+The launcher (hydra_plugins/expkit_gpu_pool_launcher/) starts each job's process with
 `CUDA_VISIBLE_DEVICES=<its GPU>` and tells it which GPU and slot that is in the environment
 variables below (the launcher cannot import `src`: the names are kept the same on both sides, and
 a test checks that they are). The GPU's name is read only if the job initialised CUDA itself:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.run.config_files import CONFIG_ORDER
-from src.run.summary import show_path
+from expkit.run.config_files import CONFIG_ORDER
+from expkit.run.summary import show_path
 
 #: groups left out of the header while they hold their default option
 QUIET_GROUPS = ("paths", "extras")

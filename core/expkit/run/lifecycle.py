@@ -4,7 +4,7 @@
         ...                                 # the task's own body fills `record`
     # results.json written (completed / failed / interrupted), the summary printed
 
-- One writer per run directory (`src.run.lock`): a second process exits at once, touching nothing.
+- One writer per run directory (`expkit.run.lock`): a second process exits at once, touching nothing.
 - `results.json` is written however the run ends. A re-run of an existing run directory that is
   rejected before training (`before_training` errors) leaves that run's results.json as it was
   (or absent).
@@ -30,12 +30,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from src.run.gpu_slot import pool_gpu
-from src.run.lock import is_rank_zero, run_dir_lock
-from src.run.record import RESULTS_FILE, RunRecord
-from src.run.summary import log_summary, summary_text
-from src.utils.errors import DiskFullError, user_error
-from src.utils.logging_utils import get_logger
+from expkit.run.gpu_slot import pool_gpu
+from expkit.run.lock import is_rank_zero, run_dir_lock
+from expkit.run.record import RESULTS_FILE, RunRecord
+from expkit.run.summary import log_summary, summary_text
+from expkit.utils.errors import DiskFullError, user_error
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 
@@ -107,7 +107,7 @@ def _disk_full(exc: BaseException) -> OSError | None:
 
 
 def _disk_full_error(err: OSError, output_dir: Path, task: str = "train") -> DiskFullError:
-    from src.checkpoints.resume import newest_whole_checkpoint
+    from expkit.checkpoints.resume import newest_whole_checkpoint
 
     where = f" while writing {err.filename}" if err.filename else ""
     if task != "train":  # eval, predict, export: nothing to resume, nothing half-written kept
@@ -175,7 +175,7 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             record.status = getattr(exc, "status", None) or (
                 "interrupted" if interruption else "failed"
             )
-            # what an exception asks to keep (TrialPruned, src/callbacks/optuna_pruning.py: the
+            # what an exception asks to keep (TrialPruned, expkit/callbacks/optuna_pruning.py: the
             # metrics and epochs a pruned trial reached)
             record.add_metrics(getattr(exc, "run_metrics", {}))
             record.extra.update(getattr(exc, "run_record", {}))

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from src.utils.errors import RunDirLockedError
+from expkit.utils.errors import RunDirLockedError
 
 LOCK_FILE = ".lock"
 
@@ -31,7 +31,7 @@ def _holder() -> dict[str, object]:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        # a SLURM requeue of this job continues this run (src/run/one_run.py)
+        # a SLURM requeue of this job continues this run (expkit/run/one_run.py)
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
 

@@ -29,9 +29,9 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.errors import ConfigError
-from src.utils.logging_utils import get_logger
-from src.utils.metric_names import find, lower_is_better, stage_of
+from expkit.utils.errors import ConfigError
+from expkit.utils.logging_utils import get_logger
+from expkit.utils.metric_names import find, lower_is_better, stage_of
 
 log = get_logger(__name__)
 
@@ -57,7 +57,7 @@ def typed_overrides() -> list[str]:
 
 def check_ignored_groups(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     """Refuse `optimizer.*`, `optimizer=…`, `scheduler…` overrides that the module would ignore."""
-    from src.run.resume_args import override_key
+    from expkit.run.resume_args import override_key
 
     ignored = ignored_groups(cfg)
     if not ignored:
@@ -215,7 +215,7 @@ def check_monitored_metrics(
     declared = getattr(model, "LOGGED_METRICS", None)
     if not names or (declared is None and datamodule is None):
         return tuple(declared) if declared is not None else None
-    from src.run.lock import is_rank_zero
+    from expkit.run.lock import is_rank_zero
 
     if declared is None and not is_rank_zero():  # rank 0 checked before it started the others
         return None

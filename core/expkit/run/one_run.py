@@ -6,11 +6,11 @@ Hydra writes anything there, naming `resume=`. What continues the *same* run is 
 - `resume=<dir>` (expanded into `hydra.run.dir=<dir>` with the run's own overrides);
 - a DDP rank > 0, which Lightning starts with its rank 0's command line and directory;
 - a SLURM requeue or restart of the job that started the run (`scripts/slurm/train.sbatch` passes
-  the same `hydra.run.dir`): the job id matches the one its lock file recorded (`src.run.lock`),
+  the same `hydra.run.dir`): the job id matches the one its lock file recorded (`expkit.run.lock`),
   or the job is a restart (`SLURM_RESTART_COUNT` > 0) of a run whose lock names no other job.
 Multirun jobs (a resumed Optuna study, `-m cv.fold=…`, a launcher's requeue) choose their own
 directories under their sweep and do not pass through here; one sweep per sweep directory is
-`src.sweeps.lock`'s rule.
+`expkit.sweeps.lock`'s rule.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import json
 import os
 from pathlib import Path
 
-from src.run.lock import LOCK_FILE, is_rank_zero
-from src.run.record import RESULTS_FILE
-from src.utils.errors import ConfigError
+from expkit.run.lock import LOCK_FILE, is_rank_zero
+from expkit.run.record import RESULTS_FILE
+from expkit.utils.errors import ConfigError
 
 #: what a run leaves in its directory from its first moment on (Hydra's .hydra/, our lock)
 RUN_MARKERS = (RESULTS_FILE, LOCK_FILE, ".hydra", "checkpoints")

@@ -33,9 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from src.run.lock import is_rank_zero
-from src.utils.atomic import atomic_write_bytes, atomic_write_text
-from src.utils.logging_utils import get_logger
+from expkit import __version__ as library_version
+from expkit.project import project_root
+from expkit.run.lock import is_rank_zero
+from expkit.utils.atomic import atomic_write_bytes, atomic_write_text
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 
@@ -43,8 +45,6 @@ PROVENANCE_DIR = "provenance"
 PROVENANCE_FILE = "provenance.json"
 DIFF_FILE = "diff.patch"
 FREEZE_FILE = "pip-freeze.txt"
-#: the code whose commit is recorded: this template's checkout (not the working directory)
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GIT_TIMEOUT_S = 10
 #: untracked files listed by name in provenance.json
 MAX_UNTRACKED = 200
@@ -60,14 +60,14 @@ def write_provenance(
 ) -> dict[str, Any]:
     """Collect the run's provenance and write it into `output_dir/provenance/`; return it.
 
-    `argv` defaults to `sys.argv`; `repo` to this template's checkout. A resumed run (its directory
+    `argv` defaults to `sys.argv`; `repo` to the project's checkout (`expkit.project`). A resumed run (its directory
     already holds a provenance) writes into `provenance/resume-N/`, keeping every attempt's record.
     On ranks other than 0 nothing is collected or written and `{}` is returned.
     """
     if not is_rank_zero():
         return {}
     started = time.perf_counter()
-    repo = PROJECT_ROOT if repo is None else Path(repo)
+    repo = project_root() if repo is None else Path(repo)
     git, diff = _git_state(repo)
     packages = installed_packages()
     record: dict[str, Any] = {
@@ -78,6 +78,7 @@ def write_provenance(
             "cwd": os.getcwd(),
         },
         "git": git,
+        "library": {"name": "expkit", "version": library_version},
         **_versions(),
         "host": _host(),
         "packages": {"count": len(packages), "file": FREEZE_FILE},

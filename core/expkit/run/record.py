@@ -2,8 +2,13 @@
 
 One dataclass, `RunRecord`, is filled in while the task runs and written when it ends, whatever
 the ending (`completed`, `failed`, `interrupted`), so a sweep summary can list failed jobs with
-their error and nothing half-done passes for a result. Readers (`python -m src.sweeps.summary`,
+their error and nothing half-done passes for a result. Readers (`python -m expkit.sweeps.summary`,
 the tests) use `RunRecord.read`, never string keys of their own.
+
+The record is a public contract: `schema_version` says which shape it has (records written before
+the field existed read as version 1; version 2 added `schema_version` and `library`, the name and
+version of the library that wrote it). New fields may be added within a version; a field is never
+renamed or removed without a new version (see the library's CHANGELOG.md).
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from src.utils.atomic import atomic_write_text
+from expkit import __version__ as library_version
+from expkit.utils.atomic import atomic_write_text
 
 RESULTS_FILE = "results.json"
+SCHEMA_VERSION = 2
 STATUSES = ("completed", "failed", "interrupted", "pruned")
 
 
@@ -38,6 +45,10 @@ class RunRecord:
     started_at: str | None = None
     error: dict[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    library: dict[str, str] = field(
+        default_factory=lambda: {"name": "expkit", "version": library_version}
+    )
     #: the task's lines for the end-of-run summary (label, value); not written to results.json
     summary_rows: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
@@ -75,6 +86,7 @@ class RunRecord:
         record = cls(
             task=str(data.get("task", "?")), output_dir=str(data.get("output_dir", path.parent))
         )
+        record.schema_version, record.library = 1, {}  # what a record without these fields is
         for key, value in data.items():
             if key in known:
                 setattr(record, key, value)

@@ -8,9 +8,9 @@ Hydra composes: Hydra would rewrite `.hydra/` before the task starts; here it is
 `overrides.yaml` is data from a directory: it may set values and choose config groups, never
 Hydra itself (by key or `@package`: `hydra.*` could add a search path or a callback), a location
 (paths, directories, file names, endpoints: every path is re-derived inside the run directory), an
-interpolation, nor `trusted_targets` (`src.checkpoints.stored_values.check_stored_overrides`: such a
+interpolation, nor `trusted_targets` (`expkit.checkpoints.stored_values.check_stored_overrides`: such a
 line is refused in one line; the same key typed now replaces it). The targets it leads to are
-checked after composing (`src.checkpoints.target_policy`). Only a training run can be resumed: the
+checked after composing (`expkit.checkpoints.target_policy`). Only a training run can be resumed: the
 directory of an eval, predict or export run is refused.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from src.checkpoints.stored_values import check_stored_overrides
-from src.utils.errors import ConfigError
+from expkit.checkpoints.stored_values import check_stored_overrides
+from expkit.utils.errors import ConfigError
 
 #: keys of the original run that a resume must not inherit: it picks its own checkpoint, directory
 #: and trust
@@ -117,7 +117,7 @@ def expand_resume_args(args: list[str]) -> list[str]:
     run_dirs = [a.split("=", 1)[1].strip("'\"") for a in args if a.startswith("hydra.run.dir=")]
     if run_dirs and "hydra.output_subdir=null" in args and _all_the_same_dir(run_dirs, value):
         # already expanded: a DDP rank started by Lightning reruns this command line, adding the
-        # run's own hydra.run.dir (src/sweeps/ddp.py, Lightning's `_hydra_subprocess_cmd`)
+        # run's own hydra.run.dir (expkit/sweeps/ddp.py, Lightning's `_hydra_subprocess_cmd`)
         return list(args)
     if run_dirs:
         raise ConfigError(

@@ -6,10 +6,10 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from src.run.config_files import save_config_tree, save_resolved_config
-from src.run.header import header_text
-from src.utils.errors import ConfigError
-from src.utils.logging_utils import get_logger
+from expkit.run.config_files import save_config_tree, save_resolved_config
+from expkit.run.header import header_text
+from expkit.utils.errors import ConfigError
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 
@@ -21,7 +21,7 @@ QUIET_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning internals on torch >= 2.10
     r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint.*",  # eval/test
     r".*does not have many workers.*",  # our in-memory loaders need none
-    # a fresh run with an interrupt checkpoint configured (src/checkpoints/resume.py picks what to resume)
+    # a fresh run with an interrupt checkpoint configured (expkit/checkpoints/resume.py picks what to resume)
     r".*\(ckpt_path=None\)` was called without a model.*",
     r".*ckpt_path=\"last\"\) is set, but there is no last checkpoint available.*",
     # run directories are new for every run, or continued on purpose (resume=, a requeue)

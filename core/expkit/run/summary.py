@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from src.utils.logging_utils import get_logger
+from expkit.utils.logging_utils import get_logger
 
 if TYPE_CHECKING:
-    from src.run.record import RunRecord
+    from expkit.run.record import RunRecord
 
 log = get_logger(__name__)
 

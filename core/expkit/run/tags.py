@@ -1,7 +1,7 @@
 """Run tags (`tags=[baseline,cnn]`): labels a user gives runs to find and group them later.
 
 They go into results.json, TensorBoard's hparams, MLflow tags and W&B tags, and
-`python -m src.runs_table --tag baseline` selects by them. Each logger has its own rules for
+`python -m expkit.runs_table --tag baseline` selects by them. Each logger has its own rules for
 what a tag may be (W&B: at most 64 characters; MLflow: tag names of letters, digits and
 `_ - . / :` and spaces), so the one rule here satisfies all of them, and a bad tag fails
 before anything trains rather than inside a logger after the first epoch.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.errors import ConfigError
+from expkit.utils.errors import ConfigError
 
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.:/+-]{1,64}$")
 ALLOWED = "a list of names of 1-64 letters, digits or _ . : / + - (e.g. tags=[baseline,cnn])"

@@ -8,10 +8,10 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from src.data.folds import check_fold_settings
-from src.run.value_checks import check_values
-from src.utils.devices import available_devices, resolve_accelerator
-from src.utils.errors import ConfigError
+from expkit.data.folds import check_fold_settings
+from expkit.run.value_checks import check_values
+from expkit.utils.devices import available_devices, resolve_accelerator
+from expkit.utils.errors import ConfigError
 
 
 def _check_devices(cfg: DictConfig) -> None:
@@ -89,8 +89,8 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise `ConfigError` for the first bad value found; do nothing for a good config.
 
     The checks that depend on the module (what it logs, which groups it takes) are in
-    `src.run.module_checks`."""
-    check_values(cfg)  # the type and range of each value (src/run/value_checks.py)
+    `expkit.run.module_checks`."""
+    check_values(cfg)  # the type and range of each value (expkit/run/value_checks.py)
     _check_devices(cfg)
     _check_sync_batchnorm(cfg)
     _check_cv(cfg)

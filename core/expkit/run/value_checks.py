@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.errors import ConfigError
+from expkit.utils.errors import ConfigError
 
 #: numpy's seed range (Lightning seeds numpy with the same value)
 SEED_MAX = 2**32 - 1
@@ -194,7 +194,7 @@ CHECKS: dict[str, Check] = {
     "scheduler.eta_min": number(0.0),
     "scheduler.factor": number(0.0, 1.0, low_open=True, high_open=True),
     "scheduler.patience": integer(0),
-    # callbacks (cv.folds/cv.fold/cv.seed: src/data/folds.py and validate.py say more)
+    # callbacks (cv.folds/cv.fold/cv.seed: expkit/data/folds.py and validate.py say more)
     "callbacks.early_stopping.patience": integer(0),
     "callbacks.early_stopping.min_delta": number(0.0),
     "callbacks.model_checkpoint.save_top_k": integer(0, also=(-1,)),

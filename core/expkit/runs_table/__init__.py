@@ -1,4 +1,4 @@
-"""One table of every run and sweep job: `python -m src.runs_table [dirs...] [filters]`.
+"""One table of every run and sweep job: `python -m expkit.runs_table [dirs...] [filters]`.
 
 - `discover`: finds run directories under the given roots (default `logs/`);
 - `read`: reads what each left (results.json, .hydra/overrides.yaml, config.yaml; never a

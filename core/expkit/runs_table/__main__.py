@@ -1,7 +1,7 @@
-"""`python -m src.runs_table`: see `src/runs_table/cli.py`."""
+"""`python -m expkit.runs_table`: see `expkit/runs_table/cli.py`."""
 
 import sys
 
-from src.runs_table.cli import main
+from expkit.runs_table.cli import main
 
 sys.exit(main())

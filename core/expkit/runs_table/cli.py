@@ -1,9 +1,9 @@
-"""`python -m src.runs_table [dirs...]`: every run and sweep job in one table (`make runs ARGS=...`).
+"""`python -m expkit.runs_table [dirs...]`: every run and sweep job in one table (`make runs ARGS=...`).
 
-    python -m src.runs_table                                   # everything under logs/
-    python -m src.runs_table --tag baseline --status completed --sort val/acc_best --desc
-    python -m src.runs_table logs/train/multiruns --where 'optimizer.lr>1e-3' --where model=cnn
-    python -m src.runs_table --since 2026-11-01 --csv runs.csv --md runs.md
+    python -m expkit.runs_table                                   # everything under logs/
+    python -m expkit.runs_table --tag baseline --status completed --sort val/acc_best --desc
+    python -m expkit.runs_table logs/train/multiruns --where 'optimizer.lr>1e-3' --where model=cnn
+    python -m expkit.runs_table --since 2026-11-01 --csv runs.csv --md runs.md
 
 The console shows the newest `--limit` rows (or the first, by `--sort`) with the columns that
 compare runs: start, task, status, tags, commit, overrides, any key named by --where/--sort/
@@ -19,16 +19,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.runs_table.filter import (
+from expkit.runs_table.filter import (
     STATUSES,
     FilterError,
     Filters,
     parse_condition,
     parse_date,
 )
-from src.runs_table.output import print_table, to_csv, to_markdown
-from src.runs_table.table import build_table
-from src.utils.printable import printable
+from expkit.runs_table.output import print_table, to_csv, to_markdown
+from expkit.runs_table.table import build_table
+from expkit.utils.printable import printable
 
 DEFAULT_DIRS = ("logs",)
 DEFAULT_LIMIT = 30
@@ -37,7 +37,7 @@ DEFAULT_LIMIT = 30
 # ---- command line ----------------------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m src.runs_table",
+        prog="python -m expkit.runs_table",
         description="One table of every run and sweep job: overrides, metrics, status, tags, commit.",
     )
     p.add_argument(
@@ -131,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for problem in table.problems:
         print(f"skipped {printable(problem)}", file=sys.stderr)
     print_table(table, args.limit)
-    # imported here: src.utils registers OmegaConf resolvers (~80 ms) that a table does not need
-    from src.utils.atomic import atomic_write_text
+    # imported here: expkit.utils registers OmegaConf resolvers (~80 ms) that a table does not need
+    from expkit.utils.atomic import atomic_write_text
 
     for path, text in ((args.csv, to_csv), (args.md, to_markdown)):
         if path is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from src.runs_table.read import MISSING, Run
+from expkit.runs_table.read import MISSING, Run
 
 OPERATORS = ("=", "!=", ">", ">=", "<", "<=")
 STATUSES = ("completed", "failed", "interrupted", "pruned", "missing", "unreadable")

@@ -8,8 +8,8 @@ import math
 import sys
 from collections import Counter
 
-from src.runs_table.table import Table, _cell, _text
-from src.utils.printable import printable, printable_value
+from expkit.runs_table.table import Table, _cell, _text
+from expkit.utils.printable import printable, printable_value
 
 
 # ---- outputs ---------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from src.runs_table.files import Unreadable, _load_json, _load_yaml, _read_text, _yaml_text
-from src.runs_table.lookup import ABSENT, MAPPING, NotSimple, find_value, list_items
+from expkit.runs_table.files import Unreadable, _load_json, _load_yaml, _read_text, _yaml_text
+from expkit.runs_table.lookup import ABSENT, MAPPING, NotSimple, find_value, list_items
 
 RESULTS_FILE = "results.json"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"

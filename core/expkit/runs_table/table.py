@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src.runs_table.discover import find_run_dirs
-from src.runs_table.filter import (
+from expkit.runs_table.discover import find_run_dirs
+from expkit.runs_table.filter import (
     Filters,
     canonical,
     select,
 )
-from src.runs_table.read import FIELDS, MISSING, Run, read_run
-from src.utils.metric_names import stage_of
-from src.utils.printable import printable
+from expkit.runs_table.read import FIELDS, MISSING, Run, read_run
+from expkit.utils.metric_names import stage_of
+from expkit.utils.printable import printable
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What a multirun needs beyond a single run: jobs that fail without ending the sweep (`job`), DDP
 ranks that stay in their job's directory (`ddp`), and one summary of every job (`summary`). The
-resumable Optuna sweeper is a Hydra plugin, so it lives in hydra_plugins/resumable_optuna_sweeper/."""
+resumable Optuna sweeper is a Hydra plugin, so it lives in hydra_plugins/expkit_optuna_sweeper/."""
 
 import warnings
 

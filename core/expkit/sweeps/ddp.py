@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning_fabric.strategies.launchers import subprocess_script as fabric_launcher
 from pytorch_lightning.strategies.launchers import subprocess_script as trainer_launcher
 
-from src.utils.logging_utils import get_logger
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 
@@ -86,7 +86,7 @@ def ranks_join_this_job(script: str | Path) -> Iterator[None]:
     if len(modules) < len(LAUNCHER_MODULES):  # pragma: no cover
         log.warning(
             "Lightning's subprocess launcher changed: DDP ranks inside this multirun may not find "
-            "their job's directory (see src/sweeps/ddp.py)."
+            "their job's directory (see expkit/sweeps/ddp.py)."
         )
     originals = [(m, {name: getattr(m, name) for name in names}) for m in modules]
     env_before = {key: os.environ.get(key) for key in DDP_ENV_VARS}

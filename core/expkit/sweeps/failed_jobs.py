@@ -84,7 +84,7 @@ def keep_overrides(job_dir: Path, overrides: list[str]) -> None:
 
 
 def failed_job_return(sweep_config: DictConfig, overrides: list[str], job_dir: Path) -> JobReturn:
-    """The sweep's view of a failed job: NaN, as src/sweeps/job.py returns for one."""
+    """The sweep's view of a failed job: NaN, as expkit/sweeps/job.py returns for one."""
     with open_dict(sweep_config):
         task_name = sweep_config.hydra.job.name
         del sweep_config["hydra"]

@@ -5,11 +5,11 @@ A single run behaves as a plain call: an exception ends it with a traceback and 
 user error (`TemplateError`) with its one line (the traceback too with `HYDRA_FULL_ERROR=1`).
 In a multirun, one failed job must not end the sweep (Hydra's launchers stop at the first
 exception, and the Optuna sweeper stops its study): the job's `results.json` already says
-`failed` with the error (`src.run.lifecycle`), so here the error is logged and the job returns NaN,
+`failed` with the error (`expkit.run.lifecycle`), so here the error is logged and the job returns NaN,
 which the Optuna sweeper records as a failed trial; the sweep goes on and its summary lists the
 job as failed. A job stopped by an Optuna pruner raises `optuna.TrialPruned` on to the sweeper,
 which stores its trial PRUNED. Ctrl+C still stops the whole sweep. DDP jobs keep their ranks in
-their own directory (`src.sweeps.ddp`).
+their own directory (`expkit.sweeps.ddp`).
 """
 
 import math
@@ -21,12 +21,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from src.run.lock import is_rank_zero
-from src.sweeps.ddp import ranks_join_this_job
-from src.sweeps.threads import follow_cpu_allocation
-from src.utils.errors import MetricNotProducedError, full_error_requested, user_error
-from src.utils.logging_utils import get_logger
-from src.utils.metric_names import find
+from expkit.run.lock import is_rank_zero
+from expkit.sweeps.ddp import ranks_join_this_job
+from expkit.sweeps.threads import follow_cpu_allocation
+from expkit.utils.errors import MetricNotProducedError, full_error_requested, user_error
+from expkit.utils.logging_utils import get_logger
+from expkit.utils.metric_names import find
 
 log = get_logger(__name__)
 
@@ -94,7 +94,7 @@ def run_job(task: Task, cfg: DictConfig, script: str | Path) -> float | None:
         with ranks_join_this_job(script):
             metrics = task(cfg)
     except Exception as exc:
-        if _pruned(exc):  # the sweeper stores the trial PRUNED (src/callbacks/optuna_pruning.py)
+        if _pruned(exc):  # the sweeper stores the trial PRUNED (expkit/callbacks/optuna_pruning.py)
             raise
         if not is_rank_zero():  # rank 0 records how the job ended; a rank > 0 often only sees
             # rank 0 leave (a requeue, a time limit): its error is no verdict on the job

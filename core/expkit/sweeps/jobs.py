@@ -3,7 +3,7 @@
 Job files are untrusted data (a job killed mid-write, a hand edit, a crafted directory): YAML is
 read as plain YAML (no interpolation is ever resolved), a job whose files do not parse becomes a
 row with the status `unreadable` and the reason (the other rows are written as usual), and every
-text value is made printable (`src.utils.printable`: control characters escaped).
+text value is made printable (`expkit.utils.printable`: control characters escaped).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from src.run.record import RESULTS_FILE, RunRecord
-from src.run.resume_args import OVERRIDES_FILE
-from src.utils.printable import printable_value
+from expkit.run.record import RESULTS_FILE, RunRecord
+from expkit.run.resume_args import OVERRIDES_FILE
+from expkit.utils.printable import printable_value
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -25,7 +25,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.run.lock import describe_holder
+from expkit.run.lock import describe_holder
 
 SWEEP_LOCK_FILE = ".sweep.lock"
 

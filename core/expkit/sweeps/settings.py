@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from src.sweeps.jobs import find_job_dirs
+from expkit.sweeps.jobs import find_job_dirs
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

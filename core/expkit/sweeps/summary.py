@@ -12,7 +12,7 @@ It reads only what jobs leave on disk (each job directory's `results.json` and
 `.hydra/overrides.yaml`), so the same code serves both ends:
 - `SweepSummary`, a Hydra callback (`hydra.callbacks` in configs/hydra/default.yaml), writes it at
   the end of every multirun, whatever the launcher or sweeper;
-- `python -m src.sweeps.summary <sweep_dir>` (`make summary SWEEP=<sweep_dir>`) rebuilds it for any
+- `python -m expkit.sweeps.summary <sweep_dir>` (`make summary SWEEP=<sweep_dir>`) rebuilds it for any
   existing sweep directory, e.g. one whose sweep was killed, or while it runs.
 pandas makes the tables (Markdown through `tabulate`), matplotlib the plot; both are imported only
 when a summary is written, since Hydra instantiates its callbacks in every run.
@@ -32,11 +32,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.sweeps.settings import settings_from_files, sweep_settings
-from src.sweeps.summary_markdown import _for_markdown, _is_other_metric, to_markdown
-from src.sweeps.summary_plot import plot
-from src.sweeps.summary_tables import MODES, Summary, summarize
-from src.utils.atomic import atomic_write_text
+from expkit.sweeps.settings import settings_from_files, sweep_settings
+from expkit.sweeps.summary_markdown import _for_markdown, _is_other_metric, to_markdown
+from expkit.sweeps.summary_plot import plot
+from expkit.sweeps.summary_tables import MODES, Summary, summarize
+from expkit.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _write_failed(err: OSError, sweep_dir: Path) -> str:
     where = err.filename or sweep_dir
     return (
         f"The sweep summary was not written: {what} while writing {where} (each summary file is "
-        f"written whole or not at all). Free some space, then: python -m src.sweeps.summary {sweep_dir}"
+        f"written whole or not at all). Free some space, then: python -m expkit.sweeps.summary {sweep_dir}"
     )
 
 
@@ -115,7 +115,7 @@ class SweepSummary(Callback):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m src.sweeps.summary",
+        prog="python -m expkit.sweeps.summary",
         description="Rebuild summary.csv, summary.md and summary.png of an existing sweep directory.",
     )
     parser.add_argument("sweep_dir", type=Path, help="e.g. logs/train/multiruns/<date>_<time>_<id>")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from src.sweeps.summary_tables import Summary, _metric_columns
-from src.utils.metric_names import is_metric_column
+from expkit.sweeps.summary_tables import Summary, _metric_columns
+from expkit.utils.metric_names import is_metric_column
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from src.sweeps.summary_tables import SEED_KEY, Summary
-from src.utils.atomic import atomic_path
+from expkit.sweeps.summary_tables import SEED_KEY, Summary
+from expkit.utils.atomic import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd

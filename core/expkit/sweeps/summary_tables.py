@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from src.run.record import RESULTS_FILE
-from src.run.record import STATUSES as RUN_STATUSES
-from src.run.resume_args import OVERRIDES_FILE
-from src.sweeps.jobs import find_job_dirs, parse_overrides, read_job
-from src.utils.metric_names import find, is_metric_column, stage_of
+from expkit.run.record import RESULTS_FILE
+from expkit.run.record import STATUSES as RUN_STATUSES
+from expkit.run.resume_args import OVERRIDES_FILE
+from expkit.sweeps.jobs import find_job_dirs, parse_overrides, read_job
+from expkit.utils.metric_names import find, is_metric_column, stage_of
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ SLURM or not.
 import os
 import re
 
-from src.run.gpu_slot import ENV_THREADS
-from src.utils.logging_utils import get_logger
+from expkit.run.gpu_slot import ENV_THREADS
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

@@ -10,7 +10,7 @@ import logging
 import warnings
 
 #: loggers whose INFO (and, under `debug=…`, DEBUG) records are shown on the console
-PROJECT_LOGGERS = ("src", "hydra_plugins", "hydra", "__main__")
+PROJECT_LOGGERS = ("expkit", "src", "hydra_plugins", "hydra", "__main__")
 
 
 def is_project_logger(name: str) -> bool:

@@ -1,7 +1,7 @@
 """Every error the template raises for a user to act on, in one place: each names the bad value and what is allowed.
 
 They derive from Hydra's `CompactHydraException`, so `python src/<task>.py …` prints the message alone
-(no traceback, no advice below it: `src/run/cli.py`) before exiting with status 1;
+(no traceback, no advice below it: `expkit/run/cli.py`) before exiting with status 1;
 `HYDRA_FULL_ERROR=1` still shows the full stack.
 """
 

@@ -10,8 +10,8 @@ command line replaces the resolver, and the datamodule still checks it against t
 import functools
 from pathlib import Path
 
-from src.utils.errors import DatasetNotFoundError
-from src.utils.shown_path import shown_path
+from expkit.utils.errors import DatasetNotFoundError
+from expkit.utils.shown_path import shown_path
 
 #: Pillow modes with one channel (grey), alpha included
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})

@@ -1,12 +1,11 @@
-"""OmegaConf resolvers the configs use; registered once when `src.utils` is imported."""
+"""OmegaConf resolvers the configs use; registered once when `expkit.utils` is imported."""
 
 import functools
 import secrets
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from expkit.project import project_root
 
 
 @functools.cache
@@ -24,9 +23,9 @@ def _run_token() -> str:
 
 def register_resolvers() -> None:
     """Register `${project_root:}`, `${run_token:}` and the image-folder ones (idempotent)."""
-    from src.utils.image_folders import folder_classes, folder_image_shape
+    from expkit.utils.image_folders import folder_classes, folder_image_shape
 
-    OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+    OmegaConf.register_new_resolver("project_root", lambda: str(project_root()), replace=True)
     # data=image_folder: the class count and image shape read from data.root (image_folders.py)
     OmegaConf.register_new_resolver("folder_classes", folder_classes, replace=True)
     OmegaConf.register_new_resolver("folder_image_shape", folder_image_shape, replace=True)

@@ -35,11 +35,11 @@ from typing import Any, Protocol, TypeVar
 
 from hydra.errors import CompactHydraException
 
-from hydra_plugins._failed_jobs import describe_exit  # noqa: F401  (the pool's name for it)
+from expkit.sweeps.failed_jobs import describe_exit  # noqa: F401  (the pool's name for it)
 
 log = logging.getLogger(__name__)
 
-#: what a job process is told about its slot (read by src/run/gpu_slot.py and src/sweeps/threads.py)
+#: what a job process is told about its slot (read by expkit/run/gpu_slot.py and expkit/sweeps/threads.py)
 ENV_GPU = "GPU_POOL_GPU"
 ENV_SLOT = "GPU_POOL_SLOT"
 ENV_LOCK = "GPU_POOL_LOCK"

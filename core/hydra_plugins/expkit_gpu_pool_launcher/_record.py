@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hydra_plugins._failed_jobs import (
+from expkit.sweeps.failed_jobs import (
     JOB_LOST,
     record_lost,
     write_bytes,

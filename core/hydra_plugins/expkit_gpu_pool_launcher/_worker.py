@@ -1,6 +1,6 @@
 """One job of `hydra/launcher=gpu_pool`, in a process of its own.
 
-    python -m hydra_plugins.gpu_pool_launcher._worker <launch.pkl> <job.json> <result.pkl>
+    python -m hydra_plugins.expkit_gpu_pool_launcher._worker <launch.pkl> <job.json> <result.pkl>
 
 The launcher starts it with `CUDA_VISIBLE_DEVICES` set to the job's GPU, so torch sees that GPU
 alone from its first import. It asks to be stopped (SIGTERM) if the sweep's process dies, and
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hydra_plugins.gpu_pool_launcher import _pool
+from hydra_plugins.expkit_gpu_pool_launcher import _pool
 
 #: seconds between two tries of a slot still held by a process of the job before (a straggler)
 RETRY_S = 0.5

@@ -14,7 +14,7 @@ sweep summary has a `gpu` column. `<sweep_dir>/.gpus/` keeps each job's console 
 
 A job whose process dies without handing back its result (SIGKILL, the kernel's OOM killer, a
 segfault) is recorded as failed in its `results.json` with how it ended and its GPU; the sweep
-goes on and returns NaN for it, as for any failed job (src/sweeps/job.py). Ctrl+C or SIGTERM of
+goes on and returns NaN for it, as for any failed job (expkit/sweeps/job.py). Ctrl+C or SIGTERM of
 the sweep stops the running jobs with SIGTERM (each saves `interrupted.ckpt`); on Linux so does a
 SIGKILL of the sweep's process (the jobs ask for it: PR_SET_PDEATHSIG), so no orphan keeps a GPU.
 
@@ -48,16 +48,16 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
-from hydra_plugins import _failed_jobs
-from hydra_plugins.gpu_pool_launcher import _pool, _record
+from expkit.sweeps import failed_jobs as _failed_jobs
+from hydra_plugins.expkit_gpu_pool_launcher import _pool, _record
 
 log = logging.getLogger(__name__)
 
-WORKER_MODULE = "hydra_plugins.gpu_pool_launcher._worker"
+WORKER_MODULE = "hydra_plugins.expkit_gpu_pool_launcher._worker"
 
 
 def _gpu_record(slot: Any, threads: int) -> dict[str, Any]:
-    """What a job records of its GPU (src/run/gpu_slot.py), for a job that could not record it."""
+    """What a job records of its GPU (expkit/run/gpu_slot.py), for a job that could not record it."""
     gpu = slot.gpu
     index = int(gpu) if gpu.isdigit() else gpu
     return {"index": index, "slot": slot.index, "name": None, "threads": threads}

@@ -30,11 +30,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from hydra_plugins import _failed_jobs
+from expkit.sweeps import failed_jobs as _failed_jobs
 
 # looked up at call time (Hydra's plugin scan re-executes non-underscore plugin modules in place)
-from hydra_plugins.gpu_pool_launcher import _pool
-from hydra_plugins.gpu_pool_launcher.gpu_pool_launcher import GpuPoolLauncher
+from hydra_plugins.expkit_gpu_pool_launcher import _pool
+from hydra_plugins.expkit_gpu_pool_launcher.gpu_pool_launcher import GpuPoolLauncher
 
 log = logging.getLogger(__name__)
 

@@ -22,14 +22,14 @@ from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
 
 @dataclass
 class TolerantJoblibConf(JobLibLauncherConf):
-    _target_: str = "hydra_plugins.tolerant_joblib_launcher.launcher.TolerantJoblibLauncher"
+    _target_: str = "hydra_plugins.expkit_joblib_launcher.launcher.TolerantJoblibLauncher"
     job_timeout_s: Optional[float] = None  # noqa: UP045 (OmegaConf reads it, no __future__ here)
     stop_timeout_s: float = 60.0
 
 
 @dataclass
 class TolerantLocalConf(LocalQueueConf):
-    _target_: str = "hydra_plugins.tolerant_submitit_launcher.local.TolerantLocalLauncher"
+    _target_: str = "hydra_plugins.expkit_submitit_launcher.local.TolerantLocalLauncher"
     job_timeout_s: Optional[float] = None  # noqa: UP045 (OmegaConf reads it, no __future__ here)
 
 

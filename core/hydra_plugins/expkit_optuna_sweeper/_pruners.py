@@ -1,7 +1,7 @@
 """`hydra.sweeper.pruner`: the Optuna pruner of a study, by name or as an instantiable config.
 
 The same value builds the pruner in the sweeper (checked before the first trial) and in every job
-(`src.callbacks.optuna_pruning`, which asks it whether to stop): a pruner is not stored with the
+(`expkit.callbacks.optuna_pruning`, which asks it whether to stop): a pruner is not stored with the
 study, so each process that opens the study passes it again. optuna is imported only when a
 pruner is built (Hydra imports this module at every start).
 

@@ -12,12 +12,12 @@ samplers, pruners); its settings and search space syntax are those of hydra-optu
 - the sweep directory (where the sqlite database lives) exists before the study opens;
 - `multirun.yaml` is saved in the sweep directory, as Hydra's basic sweeper does;
 - every trial ends COMPLETE, PRUNED or FAIL and the study goes on (`_impl.py`): a job that raised,
-  returned NaN or no value (a failed job returns NaN, `src.sweeps.job`), or was lost by the
+  returned NaN or no value (a failed job returns NaN, `expkit.sweeps.job`), or was lost by the
   launcher (a killed joblib worker) is FAIL, with the reason in the log and in the trial's
   `fail_reason` attribute; a job that raised `optuna.TrialPruned` is PRUNED;
 - `pruner:` (`median`, `percentile`, `hyperband`, `successive_halving`, or an
   `optuna.pruners` config, see `_pruners.py`) is the study's pruner; each trial's job gets
-  `optuna_trial=<number>` and reports to that trial (`src.callbacks.optuna_pruning`);
+  `optuna_trial=<number>` and reports to that trial (`expkit.callbacks.optuna_pruning`);
 - a study whose trials all failed ends with an error line, not a traceback, so the sweep summary
   is still written;
 - a database written by an older Optuna is refused with the one command that upgrades it.
@@ -44,7 +44,7 @@ class ResumableOptunaSweeperConf:
     `pruner`."""
 
     _target_: str = (
-        "hydra_plugins.resumable_optuna_sweeper.resumable_optuna_sweeper.ResumableOptunaSweeper"
+        "hydra_plugins.expkit_optuna_sweeper.resumable_optuna_sweeper.ResumableOptunaSweeper"
     )
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
     # hydra/sweeper/sampler=tpe|random|cmaes|nsgaii|grid|qmc|gp (see _samplers.py)

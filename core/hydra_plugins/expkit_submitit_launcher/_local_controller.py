@@ -1,7 +1,7 @@
 """The process that runs one job of `hydra/launcher=submitit_local`: submitit's own controller,
 plus two things its launcher needs (`local.py`).
 
-    python -m hydra_plugins.tolerant_submitit_launcher._local_controller <submitit_folder>
+    python -m hydra_plugins.expkit_submitit_launcher._local_controller <submitit_folder>
 
 - It writes how the job's tasks ended (`<folder>/<job id>_exit.json`: their exit codes, negative
   for a signal, and whether the time limit stopped them): submitit's controller keeps that to

@@ -14,7 +14,7 @@ the job ended and waits forever. `TolerantSlurmLauncher` changes only that part:
   accounting works too;
 - a job that ended without a result is recorded as failed: its `results.json` (written here if the
   job wrote none, or turned from `interrupted` into `failed`) says `failed` with SLURM's state,
-  reason and exit code, and the sweep gets NaN for it, as for any failed job (src/sweeps/job.py).
+  reason and exit code, and the sweep gets NaN for it, as for any failed job (expkit/sweeps/job.py).
   No other job is cancelled; the sweep and its summary finish.
 
 It depends on Hydra and submitit only (not on `src`): Hydra loads it from the `hydra_plugins`
@@ -37,11 +37,11 @@ from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf, open_dict
 
-from hydra_plugins import _failed_jobs
+from expkit.sweeps import failed_jobs as _failed_jobs
 
 # module attributes, looked up at call time: Hydra's plugin scan re-executes every module of
 # hydra_plugins in place, so a name bound by `from … import` could name a stale class
-from hydra_plugins.tolerant_submitit_launcher import record, resources
+from hydra_plugins.expkit_submitit_launcher import record, resources
 
 log = logging.getLogger(__name__)
 

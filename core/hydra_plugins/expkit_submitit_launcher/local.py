@@ -32,12 +32,12 @@ from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
 from omegaconf import open_dict
 
-from hydra_plugins import _failed_jobs
-from hydra_plugins.tolerant_submitit_launcher.launcher import submitit_job_params
+from expkit.sweeps import failed_jobs as _failed_jobs
+from hydra_plugins.expkit_submitit_launcher.launcher import submitit_job_params
 
 log = logging.getLogger(__name__)
 
-CONTROLLER = "hydra_plugins.tolerant_submitit_launcher._local_controller"
+CONTROLLER = "hydra_plugins.expkit_submitit_launcher._local_controller"
 ENV_TIMEOUT = "TOLERANT_JOB_TIMEOUT_S"  # the same name in _local_controller.py
 
 
@@ -136,7 +136,7 @@ class TolerantLocalLauncher(LocalLauncher):
     def _failed(
         self, job: Any, overrides: list[str], idx: int, error: list[str] | None, err: Exception
     ) -> JobReturn:
-        from hydra_plugins.tolerant_submitit_launcher._local_controller import exit_file
+        from hydra_plugins.expkit_submitit_launcher._local_controller import exit_file
 
         try:
             ended = json.loads(exit_file(job.paths.folder, job.job_id).read_text())

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hydra_plugins._failed_jobs import keep_overrides, write_json
+from expkit.sweeps.failed_jobs import keep_overrides, write_json
 
 log = logging.getLogger(__name__)
 
