@@ -21,9 +21,9 @@ import yaml
 from torch import nn
 
 from expkit.data.in_memory import InMemoryDataModule
+from expkit.errors import ConfigError, NonFiniteLossError
 from expkit.run.module_checks import check_ignored_groups
 from expkit.runs_table.cli import main as runs_table
-from expkit.utils.errors import ConfigError, NonFiniteLossError
 from src.eval import evaluate
 from src.models.gan import GAN
 from src.train import train

@@ -61,7 +61,7 @@ def test_an_old_name_is_only_an_alias_of_a_trusted_current_one(tmp_path):
     from omegaconf import OmegaConf
 
     from expkit.checkpoints.target_policy import check_targets
-    from expkit.utils.errors import UntrustedTargetError
+    from expkit.errors import UntrustedTargetError
 
     aliased = OmegaConf.create({"data": {"_target_": "src.data.table.TableDataModule"}})
     check_targets(aliased, "ckpt_path=x")

@@ -11,7 +11,7 @@ from torchvision import datasets
 from torchvision.datasets import cifar
 
 from expkit.data.batch_loader import IndexBatchLoader
-from expkit.utils.errors import ConfigError, DatasetNotFoundError
+from expkit.errors import ConfigError, DatasetNotFoundError
 from src.data.digits import DigitsDataModule
 from src.data.torchvision_datasets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassF1Score
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 from src.models.classifier import Classifier
 from src.models.nets.mlp import MLP
 from src.models.regressor import Regressor

@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
+from expkit.data import image_cache
 from expkit.data.image_folder import ImageFolderDataModule
 from expkit.data.table import TableDataModule
-from expkit.utils.errors import ConfigError, DatasetNotFoundError
-from src.data import image_cache
+from expkit.errors import ConfigError, DatasetNotFoundError
 from src.train import train
 from tests.helpers import FAST, ROOT, run_cli
 

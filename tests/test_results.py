@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from expkit.errors import ConfigError, ExportError
 from expkit.run.fit_summary import fit_rows
 from expkit.run.record import RunRecord
 from expkit.run.summary import summary_text
-from expkit.utils.errors import ConfigError, ExportError
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict

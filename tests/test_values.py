@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from expkit.errors import ConfigError, DatasetNotFoundError, DiskFullError
 from expkit.run.value_checks import CHECKS, check_values
 from expkit.sweeps import summary as sweep_summary
-from expkit.utils.errors import ConfigError, DatasetNotFoundError, DiskFullError
 from src.train import train
 from tests.helpers import FAST, compose_config, config_options, run_cli
 from tests.test_faults import assert_nothing_trained

@@ -30,11 +30,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from expkit.errors import DiskFullError, RunError, user_error
 from expkit.run.gpu_slot import pool_gpu
 from expkit.run.lock import is_rank_zero, run_dir_lock
 from expkit.run.record import RESULTS_FILE, RunRecord
 from expkit.run.summary import log_summary, summary_text
-from expkit.utils.errors import DiskFullError, user_error
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -170,15 +170,13 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             exc = user_error(raised) or raised
             # a rejected re-run of an existing run (resume=, a requeue) leaves it as it was
             existing_run = record.path.is_file() or bool(cfg.get("resume"))
-            keep_previous = getattr(exc, "before_training", False) and existing_run
+            stop = exc if isinstance(exc, RunError) else RunError()  # the contract's defaults
+            keep_previous = stop.before_training and existing_run
             interruption = _interruption(exc)
-            record.status = getattr(exc, "status", None) or (
-                "interrupted" if interruption else "failed"
-            )
-            # what an exception asks to keep (TrialPruned, expkit/callbacks/optuna_pruning.py: the
-            # metrics and epochs a pruned trial reached)
-            record.add_metrics(getattr(exc, "run_metrics", {}))
-            record.extra.update(getattr(exc, "run_record", {}))
+            record.status = stop.status or ("interrupted" if interruption else "failed")
+            # what the run keeps (a pruned trial: the metrics and epochs it reached)
+            record.add_metrics(stop.run_metrics)
+            record.extra.update(stop.run_record)
             full = _disk_full(exc)
             if full is not None:  # a nested run's (a fold's) own message names its checkpoint
                 error = (

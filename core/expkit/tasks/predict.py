@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 import expkit.utils  # noqa: F401  (registers the config resolvers)
 from expkit.checkpoints.restore import restore_run
 from expkit.data.predict_inputs import load_inputs
+from expkit.errors import ConfigError
 from expkit.models.prediction_files import (
     CLASSIFIER,
     REGRESSION,
@@ -31,7 +32,6 @@ from expkit.models.predictions import predict as run_predict
 from expkit.run.lifecycle import open_run
 from expkit.run.record import RunRecord
 from expkit.run.summary import format_metrics, show_path
-from expkit.utils.errors import ConfigError
 
 
 def check_predict_config(cfg: DictConfig) -> None:
