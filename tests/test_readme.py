@@ -1,4 +1,5 @@
-"""Every `python src/...` command shown in README.md runs, as a user would type it.
+"""Every `python src/...` command shown in README.md and the docs site (docs/*.md) runs, as a user
+would type it; a command shown on several pages runs once.
 
 The rival template's README examples rotted because nothing ran them; here each one is a test case.
 `<run_dir>` becomes the directory of a real one-epoch run made by the command line. Every command
@@ -9,7 +10,6 @@ the study of the first.
 
 import json
 import math
-import re
 import shlex
 import shutil
 import subprocess
@@ -20,20 +20,15 @@ import pytest
 import torch
 
 from src.utils.metric_names import stage_of
+from tests.doc_commands import doc_pages, shown_commands
 from tests.helpers import ROOT, run_cli
 
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
 
 
 def readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for line in block.splitlines():
-            line = line.split("  #")[0].strip()
-            if line.startswith(("python src/", "python -m src.")):
-                commands.append(line)
-    return commands
+    """The commands of README.md and every docs page, deduplicated (tests/doc_commands.py)."""
+    return shown_commands()
 
 
 def slurm_reachable() -> bool:
@@ -86,7 +81,23 @@ def optuna_logs(tmp_path_factory) -> Path:
 
 
 def test_readme_shows_commands():
-    assert len(readme_commands()) >= 8
+    assert len(shown_commands([ROOT / "README.md"])) >= 8  # the newcomer's commands stay in README
+    assert len(readme_commands()) >= 40  # with the site's pages
+
+
+def test_docs_commands_are_collected_once_from_every_page():
+    """Commands moved from the README into a docs page are still run, and a command shown on
+    several pages (resume=<run_dir> on the resume page and in faults.md) is run once."""
+    commands = readme_commands()
+    assert len(commands) == len(set(commands))
+    pages_showing: dict[str, int] = {}
+    for page in doc_pages():
+        for command in shown_commands([page]):
+            pages_showing[command] = pages_showing.get(command, 0) + 1
+    assert sorted(pages_showing) == sorted(commands)
+    assert pages_showing["python src/train.py resume=<run_dir>"] >= 2
+    site_only = set(commands) - set(shown_commands([ROOT / "README.md"]))
+    assert "python -m src.runs_table --since 2026-11-01 --csv runs.csv --md runs.md" in site_only
 
 
 @pytest.mark.slow
