@@ -10,6 +10,7 @@ the study of the first.
 
 import json
 import math
+import re
 import shlex
 import shutil
 import subprocess
@@ -98,6 +99,23 @@ def test_docs_commands_are_collected_once_from_every_page():
     assert pages_showing["python src/train.py resume=<run_dir>"] >= 2
     site_only = set(commands) - set(shown_commands([ROOT / "README.md"]))
     assert "python -m src.runs_table --since 2026-11-01 --csv runs.csv --md runs.md" in site_only
+
+
+def test_readme_links_into_the_site_resolve():
+    """Each README link into docs/ names a page of the site and, with `#`, one of its headings
+    (mkdocs --strict checks the pages' own links; nothing builds the README)."""
+    text = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\((docs/[^)#\s]+)(?:#([^)\s]+))?\)", text)
+    assert len(links) >= 8
+    for target, anchor in links:
+        page = ROOT / target
+        assert page.is_file(), target
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)
+            slugs = {
+                re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", h).strip().lower()) for h in headings
+            }
+            assert anchor in slugs, f"{target}#{anchor}"
 
 
 @pytest.mark.slow
