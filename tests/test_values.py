@@ -179,7 +179,7 @@ def test_the_image_cache_on_a_full_disk_is_one_line_naming_it(make_cfg, small_di
 def test_the_data_cache_on_a_full_disk_is_skipped_with_one_warning(make_cfg, small_disk, caplog):
     """torch.save reports a full disk as RuntimeError: the cache (an optimization) is skipped with
     a warning naming its file, the run trains without it, nothing half-written is left."""
-    from src.data.digits import DigitsDataModule
+    from expkit.data.digits import DigitsDataModule
 
     fill(small_disk)
     dm = DigitsDataModule(

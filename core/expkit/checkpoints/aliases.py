@@ -25,6 +25,7 @@ ALIASES: dict[str, str] = {
     "src.callbacks.optuna_pruning.OptunaPruning": "expkit.callbacks.optuna_pruning.OptunaPruning",
     "src.callbacks.progress_bar.ThrottledRichProgressBar": "expkit.callbacks.progress_bar.ThrottledRichProgressBar",
     "src.callbacks.rng_state.RngStateInCheckpoint": "expkit.callbacks.rng_state.RngStateInCheckpoint",
+    "src.data.digits.DigitsDataModule": "expkit.data.digits.DigitsDataModule",
     "src.data.image_folder.ImageFolderDataModule": "expkit.data.image_folder.ImageFolderDataModule",
     "src.data.table.TableDataModule": "expkit.data.table.TableDataModule",
     "src.loggers.continued.ContinuedCSVLogger": "expkit.loggers.continued.ContinuedCSVLogger",
