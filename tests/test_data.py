@@ -11,8 +11,8 @@ from torchvision import datasets
 from torchvision.datasets import cifar
 
 from expkit.data.batch_loader import IndexBatchLoader
-from expkit.errors import ConfigError, DatasetNotFoundError
 from expkit.data.digits import DigitsDataModule
+from expkit.errors import ConfigError, DatasetNotFoundError
 from src.data.torchvision_datasets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 RNG = np.random.default_rng(0)

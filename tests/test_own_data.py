@@ -16,8 +16,8 @@ from PIL import Image
 from expkit.data import image_cache
 from expkit.data.image_folder import ImageFolderDataModule
 from expkit.data.table import TableDataModule
-from src.train import train
 from expkit.errors import ConfigError, DatasetNotFoundError
+from src.train import train
 from tests.doc_commands import block_lines, doc_pages, section_commands
 from tests.helpers import FAST, run_cli
 

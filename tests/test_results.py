@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.eval import evaluate
-from src.export import export
-from src.predict import predict
+from expkit.errors import ConfigError, ExportError
 from expkit.run.fit_summary import fit_rows
 from expkit.run.record import RunRecord
 from expkit.run.summary import summary_text
+from src.eval import evaluate
+from src.export import export
+from src.predict import predict
 from src.train import train
-from expkit.errors import ConfigError, ExportError
 from tests.doc_commands import python_snippet
 from tests.helpers import FAST, PLOT, ROOT, compose_config, run_cli
 
