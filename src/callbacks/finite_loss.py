@@ -28,6 +28,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from src.callbacks.lifecycle import LifecyclePart
 from src.utils.errors import ConfigError, NonFiniteLossError
 from src.utils.metric_names import epoch_values, stage_of
 
@@ -57,7 +58,7 @@ class _Window(NamedTuple):
     global_step: int
 
 
-class StopOnNonFiniteLoss(pl.Callback):
+class StopOnNonFiniteLoss(LifecyclePart):
     def __init__(self, check_every_n_steps: int = 50) -> None:
         if check_every_n_steps < 1:
             raise ConfigError(

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from src.callbacks.lifecycle import LifecyclePart
 from src.utils.atomic import atomic_open, atomic_path
 from src.utils.logging_utils import get_logger
 from src.utils.metric_names import base_name, epoch_values, lookup, stage_of
@@ -25,7 +26,7 @@ from src.utils.metric_names import base_name, epoch_values, lookup, stage_of
 log = get_logger(__name__)
 
 
-class History(pl.Callback):
+class History(LifecyclePart):
     def __init__(
         self, output_dir: str, plot: bool = True, monitor: str | None = None, mode: str = "min"
     ) -> None:

@@ -12,12 +12,13 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from src.callbacks.lifecycle import LifecyclePart
 from src.utils.errors import CheckpointError
 
 CHECKPOINT_KEY = "run_config"
 
 
-class RunConfigInCheckpoint(pl.Callback):
+class RunConfigInCheckpoint(LifecyclePart):
     def __init__(self, run_config: dict[str, Any]) -> None:
         self.run_config = run_config
 

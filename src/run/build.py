@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
+from src.callbacks.lifecycle import install_lifecycle
 from src.callbacks.progress_bar import ThrottledRichProgressBar
 from src.callbacks.restored_state import RestoredStateGuard
 from src.checkpoints.atomic_io import AtomicCheckpointIO
@@ -53,7 +54,9 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
     Every checkpoint is written atomically (`AtomicCheckpointIO`); with `store_config`, each one
     also carries the run's resolved config, so eval/predict/export need nothing else. Callback
     state restored from a checkpoint names files inside this run only, and the settings configured
-    now win over the restored ones (`RestoredStateGuard`).
+    now win over the restored ones (`RestoredStateGuard`). The template's own callbacks are
+    installed as the parts of one `RunLifecycle`, and per-batch hooks that a callback leaves empty
+    are not called (`install_lifecycle`).
     """
     quiet_third_party_tips()
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
@@ -69,6 +72,9 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv keeps the LR
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    callbacks = install_lifecycle(
+        callbacks
+    )  # our own callbacks as one (src/callbacks/lifecycle.py)
     # trainer.profiler=null: a profiler that costs nothing per hook (see src/run/profiler.py)
     extra: dict[str, Any] = {} if cfg.trainer.get("profiler") else {"profiler": NoOpProfiler()}
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)

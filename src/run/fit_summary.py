@@ -8,13 +8,15 @@ from typing import Any
 from omegaconf import DictConfig
 
 from src.callbacks.history import History, best_row, metric_columns
+from src.callbacks.lifecycle import each_callback
 from src.run.record import RunRecord
 from src.run.summary import command, existing, format_metrics, show_path
 from src.utils.metric_names import epoch_values, stage_of
 
 
 def _history(trainer: Any) -> History | None:
-    return next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, History)), None)
+    callbacks = each_callback(getattr(trainer, "callbacks", []))
+    return next((c for c in callbacks if isinstance(c, History)), None)
 
 
 def fit_metrics(trainer: Any) -> dict[str, Any]:
