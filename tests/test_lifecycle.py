@@ -158,3 +158,19 @@ def test_every_part_that_overrides_a_hook_is_called_in_order():
 def test_two_parts_with_state_under_one_key_are_refused():
     with pytest.raises(RuntimeError, match=r"same state_key \['History'\]"):
         RunLifecycle([History(output_dir="."), History(output_dir=".")])
+
+
+def test_the_lifecycle_survives_pickling_and_deepcopy_with_its_parts():
+    """Strategies that spawn processes pickle the trainer's callbacks: each copy calls its own
+    parts."""
+    import copy
+    import pickle
+
+    lifecycle = RunLifecycle([History(output_dir=".", plot=False), StopOnNonFiniteLoss()])
+    for clone in (pickle.loads(pickle.dumps(lifecycle)), copy.deepcopy(lifecycle)):
+        history, guard = clone.parts
+        assert clone.on_train_batch_end.hooks == [
+            history.on_train_batch_end,
+            guard.on_train_batch_end,
+        ]
+        assert clone.on_train_batch_end.hooks[0].__self__ is history

@@ -87,19 +87,24 @@ def overrides(callback: pl.Callback, hook: str) -> bool:
     return getattr(type(callback), hook, None) is not getattr(pl.Callback, hook)
 
 
-def _in_turn(hooks: list[Callable[..., Any]]) -> Callable[..., Any] | None:
-    """One callable for the parts' hooks: None for none (Lightning skips it), the part's own bound
-    method for one (no call in between), else a loop over them."""
-    if not hooks:
-        return None
-    if len(hooks) == 1:
-        return hooks[0]
+class _InTurn:
+    """The parts' methods for one hook, called in turn (a class, not a closure: a trainer's
+    callbacks may be pickled or deep-copied)."""
 
-    def call(*args: Any, **kwargs: Any) -> None:
-        for hook in hooks:
+    def __init__(self, hooks: list[Callable[..., Any]]) -> None:
+        self.hooks = hooks
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        for hook in self.hooks:
             hook(*args, **kwargs)
 
-    return call
+
+def _in_turn(hooks: list[Callable[..., Any]]) -> Callable[..., Any] | None:
+    """One callable for the parts' hooks: None for none (Lightning skips it), the part's own bound
+    method for one (no call in between), else the parts' methods in turn."""
+    if not hooks:
+        return None
+    return hooks[0] if len(hooks) == 1 else _InTurn(hooks)
 
 
 class RunLifecycle(pl.Callback):
