@@ -24,6 +24,7 @@ from src.callbacks.restored_state import RestoredStateGuard
 from src.callbacks.rng_state import RngStateInCheckpoint
 from src.checkpoints.run_config import RunConfigInCheckpoint
 from src.train import train
+from src.utils.errors import ConfigError
 from tests.helpers import FAST, compose_config, fault
 
 #: dropout and augmentation: a resume reproduces them only with the RNG states restored
@@ -155,8 +156,15 @@ def test_every_part_that_overrides_a_hook_is_called_in_order():
     assert callable(other.on_train_batch_end) and other.on_before_zero_grad is None
 
 
-def test_two_parts_with_state_under_one_key_are_refused():
-    with pytest.raises(RuntimeError, match=r"same state_key \['History'\]"):
+def test_two_parts_with_state_under_one_key_are_refused(make_cfg):
+    twice = [
+        *FAST,
+        "+callbacks.h2._target_=src.callbacks.history.History",
+        "+callbacks.h2.output_dir=.",
+    ]
+    with pytest.raises(ConfigError, match=r"same state_key \['History'\]"):
+        train(make_cfg("train", twice))
+    with pytest.raises(ConfigError, match=r"same state_key \['History'\]"):
         RunLifecycle([History(output_dir="."), History(output_dir=".")])
 
 

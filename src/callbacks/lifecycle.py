@@ -27,6 +27,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from src.utils.errors import ConfigError
+
 #: hooks Lightning calls once per batch (through `_call_callback_hooks`, which skips a hook that is
 #: not callable)
 BATCH_HOOKS = (
@@ -115,9 +117,9 @@ class RunLifecycle(pl.Callback):
         keys = [p.state_key for p in self.parts if overrides(p, "state_dict")]
         if len(keys) != len(set(keys)):
             twice = sorted({k for k in keys if keys.count(k) > 1})
-            raise RuntimeError(
-                f"Two callbacks with state under the same state_key {twice}: their checkpoint "
-                "states would overwrite each other; give each its own `state_key`."
+            raise ConfigError(
+                f"Two callbacks keep state under the same state_key {twice}: their checkpoint "
+                "states would overwrite each other; allowed: one such callback per state_key."
             )
         for hook in DISPATCHED_HOOKS:
             setattr(
