@@ -23,8 +23,8 @@ from expkit.callbacks.model_summary import CompactModelSummary
 from expkit.callbacks.restored_state import RestoredStateGuard
 from expkit.callbacks.rng_state import RngStateInCheckpoint
 from expkit.checkpoints.run_config import RunConfigInCheckpoint
-from src.train import train
 from expkit.errors import ConfigError
+from src.train import train
 from tests.helpers import FAST, compose_config, fault
 
 #: dropout and augmentation: a resume reproduces them only with the RNG states restored

@@ -28,9 +28,9 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from expkit.callbacks.lifecycle import LifecyclePart
 from expkit.errors import ConfigError, NonFiniteLossError
 from expkit.utils.metric_names import epoch_values, stage_of
-from expkit.callbacks.lifecycle import LifecyclePart
 
 
 def lr_hint(module: object) -> str:

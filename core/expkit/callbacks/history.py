@@ -18,10 +18,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from expkit.callbacks.lifecycle import LifecyclePart
 from expkit.utils.atomic import atomic_open, atomic_path
 from expkit.utils.logging_utils import get_logger
 from expkit.utils.metric_names import base_name, epoch_values, lookup, stage_of
-from expkit.callbacks.lifecycle import LifecyclePart
 
 log = get_logger(__name__)
 

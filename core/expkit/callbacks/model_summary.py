@@ -11,8 +11,8 @@ from pytorch_lightning.utilities.model_summary import get_human_readable_count
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
-from expkit.utils.logging_utils import get_logger
 from expkit.callbacks.lifecycle import LifecyclePart
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from expkit.utils.logging_utils import get_logger
 from expkit.callbacks.lifecycle import LifecyclePart, each_callback
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

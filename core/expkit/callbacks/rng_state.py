@@ -19,8 +19,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from expkit.utils.logging_utils import get_logger
 from expkit.callbacks.lifecycle import LifecyclePart
+from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
 

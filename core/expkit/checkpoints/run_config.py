@@ -12,8 +12,8 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from expkit.errors import CheckpointError
 from expkit.callbacks.lifecycle import LifecyclePart
+from expkit.errors import CheckpointError
 
 CHECKPOINT_KEY = "run_config"
 

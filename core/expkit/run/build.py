@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
+from expkit.callbacks.lifecycle import install_lifecycle
 from expkit.callbacks.progress_bar import ThrottledRichProgressBar
 from expkit.callbacks.restored_state import RestoredStateGuard
 from expkit.checkpoints.atomic_io import AtomicCheckpointIO
@@ -16,7 +17,6 @@ from expkit.errors import ConfigError
 from expkit.run.profiler import NoOpProfiler
 from expkit.utils.console_logging import quiet_third_party_tips
 from expkit.utils.logging_utils import get_logger
-from expkit.callbacks.lifecycle import install_lifecycle
 
 log = get_logger(__name__)
 

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from expkit.callbacks.history import History, best_row, metric_columns
+from expkit.callbacks.lifecycle import each_callback
 from expkit.run.plan import Monitor
 from expkit.run.record import RunRecord
 from expkit.run.summary import command, existing, format_metrics, show_path
 from expkit.utils.metric_names import epoch_values, stage_of
-from omegaconf import DictConfig
-from expkit.callbacks.lifecycle import each_callback
 
 
 def _history(trainer: Any) -> History | None:
