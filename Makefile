@@ -12,11 +12,11 @@ LINTED := $(wildcard src tests bench hydra_plugins)
 # The library (expkit): in this repository its core/ folder, editable. A project generated with
 # copier pins the template commit it came from instead; `make update-template` moves the pin.
 LIBRARY := $(if $(wildcard core/pyproject.toml),-e ./core)
-#% if library_pinned
-#%   filter replace("#| ", "")
+# % if library_pinned
+# %   filter replace("#| ", "")
 #| LIBRARY := expkit@<!--= library_url =-->@<!--= _copier_conf.vcs_ref_hash =-->\#subdirectory=core
-#%   endfilter
-#% endif
+# %   endfilter
+# % endif
 # named after the contents it installs (lock + pyproject + library pin): a fresh clone or a branch switch that
 # only changes file times does not reinstall; an edited lock does
 STAMP  := $(VENV)/.installed-$(shell (cat $(LOCK) pyproject.toml; echo '$(LIBRARY)') 2>/dev/null | cksum | cut -d' ' -f1)
@@ -77,19 +77,19 @@ sweep: $(STAMP) ## a small grid sweep: learning rate x seed, with a summary tabl
 runs: $(STAMP) ## one table of every run under logs/: make runs ARGS="--tag baseline --sort val/acc_best --desc"
 	$(PY) -m src.runs_table $(ARGS)
 
-#% if data_torchvision
+# % if data_torchvision
 DATA_DIR ?= $(if $(wildcard ../shared/datasets/MNIST/raw),../shared/datasets,data)
 bench: $(STAMP) ## speed: plain PyTorch loop vs train.py on MNIST (DATA_DIR=folder holding MNIST/raw)
 	$(PY) bench/bench_train.py --data-dir $(DATA_DIR) $(ARGS)
 
 bench-memory: $(STAMP) ## memory: peak RSS of a one-epoch MNIST run vs Lightning alone (ARGS="--rival-dir DIR")
 	$(PY) bench/bench_memory.py --data-dir $(DATA_DIR) $(ARGS)
-#% endif
+# % endif
 
-#% if optuna
+# % if optuna
 search: $(STAMP) ## an Optuna study on digits (run it again to resume): make search ARGS="hydra.sweeper.n_trials=30"
 	$(PY) src/train.py -m hparams_search=digits_optuna $(ARGS)
-#% endif
+# % endif
 
 summary: $(STAMP) ## rebuild a sweep's summary: make summary SWEEP=logs/train/multiruns/<run>
 	@test -n "$(SWEEP)" || (echo "usage: make summary SWEEP=path/to/sweep_dir" && exit 2)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COPIER = ROOT / ".venv" / "bin" / "copier"
 GIT_ID = ["-c", "user.name=template-test", "-c", "user.email=template-test@example.invalid"]
 #: marker syntax (copier.yml's _envops) that must never reach a generated project
-MARKERS = re.compile(rb"^\s*#%|<!--[%=#]", re.MULTILINE)
+MARKERS = re.compile(rb"^\s*# %|<!--[%=#]", re.MULTILINE)
 
 ALL_KEPT: dict[str, bool] = {
     "data_torchvision": True,
