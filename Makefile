@@ -8,18 +8,20 @@ LOCK   := requirements.lock
 UV_INDEX = $$($(PY) scripts/uv_index_args.py)
 ARGS   ?=
 # the folders ruff checks (a generated project may lack bench/)
-LINTED := $(wildcard src tests bench hydra_plugins)
-# The library (expkit): in this repository its core/ folder, editable. A project generated with
-# copier pins the template commit it came from instead; `make update-template` moves the pin.
-LIBRARY := $(if $(wildcard core/pyproject.toml),-e ./core)
+LINTED := $(wildcard src tests bench core)
+# The library (expkit): in this repository its core/ folder, editable, with a plain path entry
+# (compat mode) so Hydra finds the plugins in its hydra_plugins namespace package. A project
+# generated with copier pins the template commit it came from instead (a git URL, subdirectory
+# core/); `make update-template` moves the pin.
+LIBRARY = -e ./core --config-settings editable_mode=compat
 # % if library_pinned
 # %   filter replace("#| ", "")
-#| LIBRARY := expkit@<!--= library_url =-->@<!--= _copier_conf.vcs_ref_hash =-->\#subdirectory=core
+#| LIBRARY = expkit@<!--= library_url =-->@<!--= _copier_conf.vcs_ref_hash =-->\#subdirectory=core
 # %   endfilter
 # % endif
 # named after the contents it installs (lock + pyproject + library pin): a fresh clone or a branch switch that
 # only changes file times does not reinstall; an edited lock does
-STAMP  := $(VENV)/.installed-$(shell (cat $(LOCK) pyproject.toml; echo '$(LIBRARY)') 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell (cat $(LOCK) pyproject.toml core/pyproject.toml; echo '$(LIBRARY)') 2>/dev/null | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
 .PHONY: help install lock train test test-fast check eval predict export sweep search summary runs bench bench-memory lint typecheck format clean update-template
@@ -32,10 +34,10 @@ $(STAMP):
 	@if test -x $(UV) || $(PY) -m pip install -q uv; then \
 		echo "$(UV) pip sync $(LOCK)"; \
 		$(UV) pip sync --python $(PY) $(UV_INDEX) $(LOCK) && \
-		$(UV) pip install --python $(PY) --no-deps --no-build-isolation -e . $(LIBRARY); \
+		$(UV) pip install --python $(PY) --no-deps --no-build-isolation $(LIBRARY) -e .; \
 	else \
 		echo "uv cannot be installed here: installing $(LOCK) with pip"; \
-		$(PY) -m pip install -r $(LOCK) && $(PY) -m pip install --no-deps --no-build-isolation -e . $(LIBRARY); \
+		$(PY) -m pip install -r $(LOCK) && $(PY) -m pip install --no-deps --no-build-isolation $(LIBRARY) -e .; \
 	fi
 	$(PY) -m pip check
 	rm -f $(VENV)/.installed-* && touch $@ $(VENV)/.installed
@@ -75,7 +77,7 @@ sweep: $(STAMP) ## a small grid sweep: learning rate x seed, with a summary tabl
 	$(PY) src/train.py -m optimizer.lr=1e-3,1e-2 seed=1,2 $(ARGS)
 
 runs: $(STAMP) ## one table of every run under logs/: make runs ARGS="--tag baseline --sort val/acc_best --desc"
-	$(PY) -m src.runs_table $(ARGS)
+	$(PY) -m expkit.runs_table $(ARGS)
 
 # % if data_torchvision
 DATA_DIR ?= $(if $(wildcard ../shared/datasets/MNIST/raw),../shared/datasets,data)
@@ -93,14 +95,14 @@ search: $(STAMP) ## an Optuna study on digits (run it again to resume): make sea
 
 summary: $(STAMP) ## rebuild a sweep's summary: make summary SWEEP=logs/train/multiruns/<run>
 	@test -n "$(SWEEP)" || (echo "usage: make summary SWEEP=path/to/sweep_dir" && exit 2)
-	$(PY) -m src.sweeps.summary $(SWEEP) $(ARGS)
+	$(PY) -m expkit.sweeps.summary $(SWEEP) $(ARGS)
 
 lint: $(STAMP) ## ruff lint + format check
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 
-typecheck: $(STAMP) ## mypy over src/ (settings in pyproject.toml)
-	$(VENV)/bin/mypy src
+typecheck: $(STAMP) ## mypy over src/ and the library (settings in pyproject.toml)
+	$(VENV)/bin/mypy src $(wildcard core/expkit core/hydra_plugins)
 
 format: $(STAMP) ## ruff fix + format
 	$(VENV)/bin/ruff check --fix $(LINTED)

@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from src.data.image_folder import ImageFolderDataModule  # noqa: E402
+from expkit.data.image_folder import ImageFolderDataModule  # noqa: E402
 from src.models.classifier import Classifier  # noqa: E402
 from src.models.nets.mlp import MLP  # noqa: E402
 

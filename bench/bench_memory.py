@@ -11,7 +11,7 @@ noisy moment hits every row alike:
   (Lightning itself imports torchmetrics, torchvision, scipy, sympy, matplotlib and torch._dynamo);
 - `Lightning alone`: the same MLP fitted and tested for one epoch by a bare `pl.Trainer` (no logger,
   no callbacks) on torchvision's MNIST tensors: what the dependency costs for this run;
-- `Lightning alone, no teardown`: the same, ended as our entry points end (`src/run/exit.py`: the
+- `Lightning alone, no teardown`: the same, ended as our entry points end (`core/expkit/run/exit.py`: the
   interpreter's teardown, ~127 MB of torch's library destructors paged in at exit, is skipped), so
   that row and `ours` differ by what the template itself holds;
 - `ours`: `python src/train.py data=mnist trainer.max_epochs=1`, the user's defaults (TensorBoard,
@@ -104,7 +104,7 @@ def rows(args: argparse.Namespace, log_dir: str) -> dict[str, tuple[list[str], P
                 LIGHTNING_ALONE.format(
                     root=str(ROOT),
                     data_dir=data_dir,
-                    ending="from src.run.exit import exit_after_run; exit_after_run(0)",
+                    ending="from expkit.run.exit import exit_after_run; exit_after_run(0)",
                 ),
             ],
             ROOT,

@@ -1,4 +1,4 @@
-"""How long `python -m src.runs_table` takes over 2,000 run directories (the target: under 2 s).
+"""How long `python -m expkit.runs_table` takes over 2,000 run directories (the target: under 2 s).
 
 Generates N synthetic run directories shaped like real ones (results.json, .hydra/overrides.yaml,
 .hydra/config.yaml, .hydra/hydra.yaml, config.yaml: the config composed from configs/train.yaml
@@ -34,7 +34,7 @@ def composed_texts(overrides: list[str]) -> tuple[str, str, str]:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    import src.utils  # noqa: F401  (resolvers)
+    import expkit.utils  # noqa: F401  (resolvers)
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
@@ -142,9 +142,9 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{args.runs} run directories generated in {time.perf_counter() - t0:.1f} s under {root}")
 
-    from src.runs_table.filter import Filters, parse_condition
-    from src.runs_table.output import to_csv, to_markdown
-    from src.runs_table.table import build_table
+    from expkit.runs_table.filter import Filters, parse_condition
+    from expkit.runs_table.output import to_csv, to_markdown
+    from expkit.runs_table.table import build_table
 
     where = Filters(where=(parse_condition("optimizer.lr>1e-3"), parse_condition("model=cnn")))
     cases = {
@@ -175,7 +175,7 @@ def main() -> None:
     command = [
         sys.executable,
         "-m",
-        "src.runs_table",
+        "expkit.runs_table",
         str(root),
         "--where",
         "optimizer.lr>1e-3",

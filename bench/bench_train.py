@@ -30,9 +30,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from expkit.run.compose import compose_config  # noqa: E402
 from src.data.torchvision_datasets import MNISTDataModule  # noqa: E402
 from src.models.nets.mlp import MLP  # noqa: E402
-from src.run.compose import compose_config  # noqa: E402
 from src.train import train  # noqa: E402
 
 BATCH, LR, HIDDEN = 128, 0.002, (64, 128, 64)
@@ -258,8 +258,8 @@ def hook_dispatch_cost(step_s: float) -> None:
     callback overrides the hook or not. Timed on the default callbacks vs none."""
     from pytorch_lightning.trainer.call import _call_callback_hooks
 
-    from src.run.build import instantiate_callbacks
-    from src.run.profiler import NoOpProfiler
+    from expkit.run.build import instantiate_callbacks
+    from expkit.run.profiler import NoOpProfiler
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_config("train", Path(tmp) / "run", [])

@@ -1,7 +1,7 @@
 # Tab completion of the entry points' overrides (config groups, options, keys), in bash or zsh:
 #   source scripts/completion.bash        (zsh: autoload -Uz bashcompinit && bashcompinit first)
 # then `python src/train.py mod<Tab>` or `.venv/bin/python src/train.py trainer.max_<Tab>`.
-# Hydra answers (`python src/train.py -sc query=bash`, src/run/completion.py); unlike the script of
+# Hydra answers (`python src/train.py -sc query=bash`, core/expkit/run/completion.py); unlike the script of
 # Hydra's `-sc install=bash`, this one runs the python that was typed, with the script.
 _template_hydra_complete() {
     local words=($COMP_LINE)

@@ -5,36 +5,16 @@ The checkpoint carries its run's resolved config, so the same model and data val
 (`data.batch_size=256`, `trainer=gpu`) apply on top.
 """
 
-from src.run.completion import answer_shell_completion
+from expkit.entry import start
 
-answer_shell_completion(
-    __name__, "eval"
-)  # `-sc …`: answered before the imports below load Lightning
-
+start(__file__, "eval", __name__)  # the project's root; `-sc …` answered before Lightning loads
 
 import hydra
 from omegaconf import DictConfig
 
-import src.utils  # noqa: F401  (registers the config resolvers)
-from src.checkpoints.restore import restore_run
-from src.run.build import build_trainer
-from src.run.cli import run_entry_point
-from src.run.lifecycle import open_run
-from src.run.summary import format_metrics
-from src.sweeps.job import run_job
-from src.utils.metric_names import stage_of
-
-
-def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, float | str]:
-    """Rebuild the checkpoint's run, test it, write `results.json`; return the test metrics."""
-    with open_run("eval", cfg, model_path=str(cfg.ckpt_path)) as record:
-        cfg, datamodule, model = restore_run(cfg, overrides)  # the checkpoint's weights, loaded
-        # verbose=False: the run's summary shows the test metrics
-        results = build_trainer(cfg).test(model, datamodule=datamodule, verbose=False)
-        record.add_metrics(results[0] if results else {})
-        tested = {k: v for k, v in record.metrics.items() if stage_of(k) == "test"}  # test_loss too
-        record.summary_rows = [("test", format_metrics(tested))]
-    return record.metrics
+from expkit.run.cli import run_entry_point
+from expkit.sweeps.job import run_job
+from expkit.tasks.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="eval")

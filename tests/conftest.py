@@ -13,7 +13,7 @@ import pytest
 def _end_worker_without_teardown() -> None:
     """An xdist worker has reported everything by the time `atexit` runs; what remains is the
     interpreter's teardown, which with torch loaded takes ~1-3 s a worker (library destructors,
-    as `src/run/exit.py` explains for our entry points). Registered first, so it runs last: every
+    as `core/expkit/run/exit.py` explains for our entry points). Registered first, so it runs last: every
     handler registered after this one (loggers, multiprocessing) has run."""
     sys.stdout.flush()
     sys.stderr.flush()

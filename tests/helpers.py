@@ -12,9 +12,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig
 
-from src.run import compose as _compose
-from src.run.cli import as_additions, is_config_group
-from src.run.record import RunRecord
+from expkit.run import compose as _compose
+from expkit.run.cli import as_additions, is_config_group
+from expkit.run.record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -53,7 +53,7 @@ def compose_config(
     overrides: list[str] | tuple[str, ...] = (),
     cache_dir: str | Path | None = None,
 ) -> DictConfig:
-    """`src.run.compose.compose_config`, with the defaults tree composed once per (task, config
+    """`expkit.run.compose.compose_config`, with the defaults tree composed once per (task, config
     group choices) in a test process.
 
     Hydra takes ~0.25 s a compose (21 YAML files parsed, the defaults tree rebuilt) and hundreds of
@@ -63,7 +63,9 @@ def compose_config(
     cached composition. Anything this does not handle the same way (a `hydra.` key, an error) goes
     through Hydra's full compose, so error messages are Hydra's own. `test_configs.py` checks that
     both give the same config."""
-    if name != "train":  # restoring tasks take `data=...` as `+data=...` (src.run.cli.as_additions)
+    if (
+        name != "train"
+    ):  # restoring tasks take `data=...` as `+data=...` (expkit.run.cli.as_additions)
         overrides = as_additions(list(overrides))
     try:
         paths = _compose.path_overrides(output_dir, cache_dir)

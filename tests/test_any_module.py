@@ -20,13 +20,13 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from src.data.in_memory import InMemoryDataModule
+from expkit.data.in_memory import InMemoryDataModule
+from expkit.run.module_checks import check_ignored_groups
+from expkit.runs_table.cli import main as runs_table
+from expkit.utils.errors import ConfigError, NonFiniteLossError
 from src.eval import evaluate
 from src.models.gan import GAN
-from src.run.module_checks import check_ignored_groups
-from src.runs_table.cli import main as runs_table
 from src.train import train
-from src.utils.errors import ConfigError, NonFiniteLossError
 from tests.helpers import FAST, PLOT, ROOT, compose_config, fault, results, run_cli
 
 EXAMPLES = {
@@ -116,7 +116,7 @@ def train_logging_summary(cfg) -> tuple[dict, str]:
     records: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("src.run.summary")
+    logger = logging.getLogger("expkit.run.summary")
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

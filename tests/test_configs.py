@@ -7,11 +7,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from src.run.build import build_trainer, instantiate_callbacks, instantiate_loggers
-from src.run.module_checks import dry_run
-from src.run.validate import validate_config
-from src.utils.errors import ConfigError
-from src.utils.metric_names import find, stage_of
+from expkit.run.build import build_trainer, instantiate_callbacks, instantiate_loggers
+from expkit.run.module_checks import dry_run
+from expkit.run.validate import validate_config
+from expkit.utils.errors import ConfigError
+from expkit.utils.metric_names import find, stage_of
 from tests.helpers import config_options
 
 DATA, MODELS = config_options("data"), config_options("model")
@@ -214,7 +214,7 @@ def test_eval_config_composes(make_cfg):
 )
 def test_the_test_helpers_compose_gives_hydras_config(tmp_path, task, overrides):
     """tests.helpers.compose_config reuses a composed defaults tree; it must equal Hydra's own."""
-    from src.run.compose import compose_config as hydra_compose
+    from expkit.run.compose import compose_config as hydra_compose
     from tests.helpers import compose_config as helper_compose
 
     theirs = OmegaConf.to_yaml(hydra_compose(task, tmp_path / "run", overrides, tmp_path / "c"))

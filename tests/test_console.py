@@ -267,7 +267,7 @@ def test_a_continued_run_does_not_warn_that_its_checkpoint_directory_is_not_empt
     "Checkpoint directory … exists and is not empty" says nothing there."""
     import warnings
 
-    from src.run.setup import prepare_run
+    from expkit.run.setup import prepare_run
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

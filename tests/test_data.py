@@ -10,10 +10,10 @@ import torch
 from torchvision import datasets
 from torchvision.datasets import cifar
 
-from src.data.batch_loader import IndexBatchLoader
+from expkit.data.batch_loader import IndexBatchLoader
+from expkit.utils.errors import ConfigError, DatasetNotFoundError
 from src.data.digits import DigitsDataModule
 from src.data.torchvision_datasets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
-from src.utils.errors import ConfigError, DatasetNotFoundError
 
 RNG = np.random.default_rng(0)
 

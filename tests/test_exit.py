@@ -1,4 +1,4 @@
-"""The command line's exit skips only the interpreter's teardown (`src/run/exit.py`): what a normal
+"""The command line's exit skips only the interpreter's teardown (`core/expkit/run/exit.py`): what a normal
 exit does for Python code still happens, and the exit status is the one `sys.exit` would give."""
 
 import pytest
@@ -8,7 +8,7 @@ from tests.helpers import run_cli
 CHILD = """
 import atexit, sys, threading, time
 from pathlib import Path
-from src.run.exit import exit_after_run
+from expkit.run.exit import exit_after_run
 out = Path(sys.argv[1])
 def late_writer():
     time.sleep(0.3)

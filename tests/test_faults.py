@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.callbacks.finite_loss import StopOnNonFiniteLoss, _Window
-from src.eval import evaluate
-from src.run.cli import unknown_key_hints
-from src.train import train
-from src.utils.errors import (
+from expkit.callbacks.finite_loss import StopOnNonFiniteLoss, _Window
+from expkit.run.cli import unknown_key_hints
+from expkit.utils.errors import (
     CheckpointError,
     ConfigError,
     DatasetNotFoundError,
     NonFiniteLossError,
 )
+from src.eval import evaluate
+from src.train import train
 from tests.helpers import FAST, ROOT, compose_config, fault, results, run_cli
 
 

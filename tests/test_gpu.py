@@ -25,7 +25,7 @@ def test_gpu_mixed_precision_with_data_on_the_device(make_cfg):
 def test_datamodule_keeps_the_splits_on_the_gpu(make_cfg):
     from hydra.utils import instantiate
 
-    from src.run.build import build_trainer
+    from expkit.run.build import build_trainer
 
     cfg = make_cfg("train", [*FAST, "trainer=gpu"])
     trainer = build_trainer(cfg)

@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from hydra_plugins.gpu_pool_launcher import _pool, _worker
-from src.run import gpu_slot
-from src.sweeps import summary as sweep_summary
+from expkit.run import gpu_slot
+from expkit.sweeps import summary as sweep_summary
+from hydra_plugins.expkit_gpu_pool_launcher import _pool, _worker
 from tests.helpers import ROOT, results, run_cli
 from tests.test_sweeps import NO_CURVES, SWEEP_FAST, job_dirs, only_sweep_dir, run_sweep
 
@@ -210,7 +210,7 @@ def test_an_interrupted_pool_stops_its_running_jobs():
 # ---- the slot lock, held by the job's own process --------------------------------------------
 HOLD = (
     "import sys, time; from pathlib import Path; "
-    "from hydra_plugins.gpu_pool_launcher._worker import claim_slot; "
+    "from hydra_plugins.expkit_gpu_pool_launcher._worker import claim_slot; "
     "claim_slot(Path(sys.argv[1]), 0); print('held', flush=True); time.sleep(60)"
 )
 
@@ -240,7 +240,7 @@ def test_the_slot_lock_dies_with_a_job_killed_by_sigkill(tmp_path):
 
 ORPHAN = (
     "import subprocess, sys, time\n"
-    "code = ('import os, time; from hydra_plugins.gpu_pool_launcher._worker import "
+    "code = ('import os, time; from hydra_plugins.expkit_gpu_pool_launcher._worker import "
     "die_with_the_sweep; die_with_the_sweep(os.getppid()); print(os.getpid(), flush=True); "
     "time.sleep(60)')\n"
     "job = subprocess.Popen([sys.executable, '-c', code], stdout=sys.stdout)\n"
@@ -404,7 +404,7 @@ def test_the_preset_without_a_gpu_is_one_line(tmp_path):
     assert proc.returncode == 1, proc.stdout[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert "hydra/launcher=gpu_pool found no GPU on this machine" in errors[0], proc.stderr
-    assert errors[1:] == [], proc.stderr  # the one line alone (src/run/cli.py)
+    assert errors[1:] == [], proc.stderr  # the one line alone (core/expkit/run/cli.py)
 
 
 def _overrides(job_dir: Path) -> list[str]:

@@ -16,9 +16,9 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from src.checkpoints.init_from import load_initial_weights
+from expkit.checkpoints.init_from import load_initial_weights
+from expkit.utils.errors import CheckpointError, ConfigError
 from src.train import train
-from src.utils.errors import CheckpointError, ConfigError
 from tests.helpers import FAST, compose_config, run_cli
 
 ONE_EPOCH = [*FAST, "trainer.max_epochs=1", "logger=none"]
@@ -71,7 +71,7 @@ def test_same_model_gets_every_weight_of_the_checkpoint(source, make_cfg):
 def test_another_class_count_leaves_the_head_new_and_names_both_shapes(source, make_cfg, caplog):
     model = _model(make_cfg, ["data.num_classes=5"])
     fresh_head = {k: model.state_dict()[k].clone() for k in HEAD}
-    with caplog.at_level(logging.INFO, logger="src.checkpoints.init_from"):
+    with caplog.at_level(logging.INFO, logger="expkit.checkpoints.init_from"):
         report = load_initial_weights(model, source["ckpt"])
     assert report.reshaped == [("net.layers.10.weight", [10, 64], [5, 64])] + [
         ("net.layers.10.bias", [10], [5])
@@ -163,7 +163,7 @@ def test_fine_tune_starts_from_the_checkpoint_weights_with_a_new_optimizer(
 
 
 def test_fine_tune_with_a_changed_head_reports_the_skipped_keys(source, make_cfg, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="src.checkpoints.init_from"):
+    with caplog.at_level(logging.INFO, logger="expkit.checkpoints.init_from"):
         results, at_start, _ = _fine_tune(
             make_cfg, source, tmp_path, ["model.net.hidden_sizes=[64,128,32]"]
         )

@@ -22,9 +22,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from hydra_plugins import _failed_jobs
-from hydra_plugins.gpu_pool_launcher import _pool
-from hydra_plugins.tolerant_submitit_launcher import _local_controller
+from expkit.sweeps import failed_jobs as _failed_jobs
+from hydra_plugins.expkit_gpu_pool_launcher import _pool
+from hydra_plugins.expkit_submitit_launcher import _local_controller
 from tests.helpers import CONFIG_DIR, ROOT, results
 from tests.test_sweeps import NO_CURVES, job_dirs, only_sweep_dir, overrides, run_sweep
 
@@ -85,7 +85,7 @@ def test_every_launcher_preset_has_the_time_limit_key():
 
 
 def test_joblib_n_jobs_zero_is_one_line():
-    from hydra_plugins.tolerant_joblib_launcher.launcher import parallel_jobs
+    from hydra_plugins.expkit_joblib_launcher.launcher import parallel_jobs
 
     with pytest.raises(_failed_jobs.LauncherConfigError, match="n_jobs=0 is not allowed"):
         parallel_jobs(0)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from src.loggers.run_ids import RUN_IDS_FILE, stored_id, stored_ids
+from expkit.loggers.run_ids import RUN_IDS_FILE, stored_id, stored_ids
+from expkit.utils.errors import RunDirLockedError
 from src.train import train
-from src.utils.errors import RunDirLockedError
 from tests.helpers import FAST, compose_config, fault, results, run_cli
 from tests.test_trust import hold_lock
 

@@ -1,8 +1,8 @@
-"""How a logged metric's name is read (`src/utils/metric_names.py`): any module's naming works."""
+"""How a logged metric's name is read (`core/expkit/utils/metric_names.py`): any module's naming works."""
 
 import pytest
 
-from src.utils.metric_names import base_name, epoch_values, find, is_metric_column, stage_of
+from expkit.utils.metric_names import base_name, epoch_values, find, is_metric_column, stage_of
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 
 def _start_run(database: str, run_dir: str) -> str:
-    from src.loggers.offline import LocalMLFlowLogger
+    from expkit.loggers.offline import LocalMLFlowLogger
 
     logger = LocalMLFlowLogger(tracking_uri=f"sqlite:///{database}", run_dir=run_dir)
     logger.experiment  # noqa: B018 (creates the run, and the database the first time)

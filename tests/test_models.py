@@ -7,11 +7,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassF1Score
 
+from expkit.utils.errors import ConfigError
 from src.models.classifier import Classifier
 from src.models.nets.mlp import MLP
 from src.models.regressor import Regressor
 from src.train import train
-from src.utils.errors import ConfigError
 from tests.helpers import FAST
 
 

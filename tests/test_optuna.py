@@ -20,9 +20,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from hydra_plugins.resumable_optuna_sweeper._pruners import PrunerConfigError, make_pruner
-from hydra_plugins.resumable_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
-from src.callbacks.optuna_pruning import TrialPruned
+from expkit.callbacks.optuna_pruning import TrialPruned
+from hydra_plugins.expkit_optuna_sweeper._pruners import PrunerConfigError, make_pruner
+from hydra_plugins.expkit_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
 from tests.helpers import ROOT
 
 #: one short epoch per trial, light logging (as tests/test_sweeps.py)
@@ -93,7 +93,7 @@ class StandInLauncher:
             ret.status = JobStatus.COMPLETED
             if isinstance(outcome, Exception):
                 ret.status = JobStatus.FAILED
-            elif outcome is not None and math.isnan(outcome):  # what src.sweeps.job returns
+            elif outcome is not None and math.isnan(outcome):  # what expkit.sweeps.job returns
                 payload = {"status": "failed", "metrics": {}}
                 payload["error"] = {"type": "ConfigError", "message": "optimizer.lr=-1 is bad"}
                 (job / "results.json").write_text(json.dumps(payload))
@@ -125,7 +125,7 @@ def test_every_way_a_trial_ends_is_stored_and_the_study_goes_on(tmp_path):
     sweeper.config = sweeper.sweeper.config = config
     launcher = StandInLauncher(
         [
-            [0.5, math.nan],  # completed; failed in the job (src.sweeps.job returns NaN)
+            [0.5, math.nan],  # completed; failed in the job (expkit.sweeps.job returns NaN)
             [None, RuntimeError("raised past the job")],  # no metric; an exception reached Hydra
             [TrialPruned("Trial 4 pruned at epoch 1: ...", 1, {"val/acc": 0.2}), 0.7],
             "lost",  # the launcher raised: a killed joblib worker
@@ -162,7 +162,7 @@ def test_every_way_a_trial_ends_is_stored_and_the_study_goes_on(tmp_path):
 
 
 def test_too_many_failures_stops_the_study_with_one_line(tmp_path):
-    from hydra_plugins.resumable_optuna_sweeper._impl import TooManyFailures
+    from hydra_plugins.expkit_optuna_sweeper._impl import TooManyFailures
 
     sweeper = ResumableOptunaSweeper(
         sampler=optuna.samplers.RandomSampler(seed=0),

@@ -20,9 +20,9 @@ from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from hydra_plugins.resumable_optuna_sweeper._storage import StorageUpgradeNeeded
-from hydra_plugins.resumable_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
-from src.callbacks.optuna_pruning import TrialPruned
+from expkit.callbacks.optuna_pruning import TrialPruned
+from hydra_plugins.expkit_optuna_sweeper._storage import StorageUpgradeNeeded
+from hydra_plugins.expkit_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
 from tests.helpers import ROOT
 from tests.test_optuna import StandInLauncher
 
@@ -137,7 +137,7 @@ def test_a_study_the_sweeper_wrote_opens_as_optuna_dashboard_reads_it(tmp_path):
 def test_bad_search_spaces_get_one_line(tmp_path):
     from functools import partial
 
-    from hydra_plugins.resumable_optuna_sweeper._space import SearchSpaceError
+    from hydra_plugins.expkit_optuna_sweeper._space import SearchSpaceError
 
     sweeper = sweeper_on(tmp_path, f"sqlite:///{tmp_path}/optuna.db", 2, [])
     sweeper.sweeper.params = OmegaConf.create({"x": "interval(0.0, 1.0)"})
@@ -150,7 +150,7 @@ def test_bad_search_spaces_get_one_line(tmp_path):
 
 
 def test_bad_legacy_search_space_gets_one_line():
-    from hydra_plugins.resumable_optuna_sweeper._space import SearchSpaceError, from_legacy_config
+    from hydra_plugins.expkit_optuna_sweeper._space import SearchSpaceError, from_legacy_config
 
     with pytest.raises(SearchSpaceError, match="type='normal' is not a distribution type"):
         from_legacy_config({"x": {"type": "normal", "low": 0, "high": 1}})
@@ -167,7 +167,7 @@ def test_bad_legacy_search_space_gets_one_line():
     ],
 )
 def test_bad_sweeper_settings_get_one_line(setting, message):
-    from hydra_plugins.resumable_optuna_sweeper._impl import SweeperConfigError
+    from hydra_plugins.expkit_optuna_sweeper._impl import SweeperConfigError
 
     settings = dict(
         sampler=None,
@@ -189,7 +189,7 @@ def test_the_search_space_keeps_the_meaning_of_hydra_optuna_sweeper_1_3():
     from optuna.distributions import FloatDistribution as Float
     from optuna.distributions import IntDistribution as Int
 
-    from hydra_plugins.resumable_optuna_sweeper._space import from_overrides, grid
+    from hydra_plugins.expkit_optuna_sweeper._space import from_overrides, grid
 
     space, fixed = from_overrides(
         [

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
+from expkit.data.image_folder import ImageFolderDataModule
+from expkit.data.table import TableDataModule
+from expkit.utils.errors import ConfigError, DatasetNotFoundError
 from src.data import image_cache
-from src.data.image_folder import ImageFolderDataModule
-from src.data.table import TableDataModule
 from src.train import train
-from src.utils.errors import ConfigError, DatasetNotFoundError
 from tests.helpers import FAST, ROOT, run_cli
 
 RNG = np.random.default_rng(0)
@@ -227,7 +227,7 @@ def test_image_folder_reads_grey_channels_and_falls_back_to_64_for_mixed_sizes(m
 
 
 def test_image_folder_without_its_folder_is_one_line(make_cfg, tmp_path):
-    from src.run.cli import one_line_error
+    from expkit.run.cli import one_line_error
 
     cfg = make_cfg("train", [*FAST, "data=image_folder", f"data.root={tmp_path / 'nope'}"])
     with pytest.raises(Exception) as raised:  # OmegaConf wraps what its resolver raised

@@ -24,10 +24,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from PIL import Image
 
+from expkit.utils.errors import ConfigError, DiskFullError
 from src.export import export
 from src.predict import predict
 from src.train import train
-from src.utils.errors import ConfigError, DiskFullError
 from tests.helpers import FAST, compose_config, results, run_cli
 from tests.predict_modules import write_idx_mnist
 
@@ -236,7 +236,7 @@ def test_a_dict_forward_is_exported_under_its_keys_from_a_plain_datamodule_batch
 def test_a_plain_datamodule_exports_the_shipped_classifier(plain_classifier, make_cfg, caplog):
     import onnxruntime
 
-    with caplog.at_level(logging.INFO, logger="src.models.exporters"):
+    with caplog.at_level(logging.INFO, logger="expkit.models.exporters"):
         metrics, _, out = _run("export", make_cfg, plain_classifier)
     for name in ("net.pt", "net.yaml", "model.ts", "model.onnx"):
         assert (out / name).stat().st_size > 0, name

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from src.run import provenance
-from src.run.provenance import installed_packages, provenance_summary, write_provenance
+from expkit.run import provenance
+from expkit.run.provenance import installed_packages, provenance_summary, write_provenance
+from expkit.utils import atomic
+from expkit.utils.errors import ConfigError
 from src.train import train
-from src.utils import atomic
-from src.utils.errors import ConfigError
 from tests.helpers import FAST, compose_config, run_cli
 
 GIT = shutil.which("git")

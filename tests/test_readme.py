@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.utils.metric_names import stage_of
+from expkit.utils.metric_names import stage_of
 from tests.helpers import ROOT, run_cli
 
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
@@ -100,7 +100,7 @@ def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
     if "trainer=gpu" in command and not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU (tests/test_gpu.py runs the same on one)")
     args = shlex.split(command.replace("<run_dir>", str(run_dir)))[1:]
-    if args[:2] == ["-m", "src.runs_table"]:
+    if args[:2] == ["-m", "expkit.runs_table"]:
         return _runs_table_runs(args, run_dir, tmp_path)
     study = any(a.startswith("hparams_search=") for a in args)
     cv = any(a.startswith("cv.folds=") for a in args)  # a study of its own, counted alone
@@ -124,7 +124,7 @@ def test_readme_command_runs(command, run_dir, optuna_logs, tmp_path):
 
 
 def _runs_table_runs(args: list[str], run_dir: Path, tmp_path: Path) -> None:
-    """`python -m src.runs_table ...` in a folder whose `logs/` is the README run's log directory."""
+    """`python -m expkit.runs_table ...` in a folder whose `logs/` is the README run's log directory."""
     import os
     import subprocess
 

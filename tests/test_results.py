@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from expkit.run.fit_summary import fit_rows
+from expkit.run.record import RunRecord
+from expkit.run.summary import summary_text
+from expkit.utils.errors import ConfigError, ExportError
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict
-from src.run.fit_summary import fit_rows
-from src.run.record import RunRecord
-from src.run.summary import summary_text
 from src.train import train
-from src.utils.errors import ConfigError, ExportError
 from tests.helpers import FAST, PLOT, ROOT, compose_config, run_cli
 
 EPOCHS = 3
@@ -48,7 +48,7 @@ def run(tmp_path_factory, cache_dir):
         "train", out, [*FAST, PLOT, f"trainer.max_epochs={EPOCHS}", "logger=many"], cache_dir
     )
     capture = _Capture()
-    summary_log = logging.getLogger("src.run.summary")
+    summary_log = logging.getLogger("expkit.run.summary")
     summary_log.addHandler(capture)
     level = summary_log.level
     summary_log.setLevel(logging.INFO)  # setLevel, not `.level =`: it also clears logging's cache
@@ -116,7 +116,7 @@ def test_the_printed_eval_command_reproduces_the_test_metrics(run, make_cfg, cap
     line = next(line for line in run["summary"].splitlines() if "python src/eval.py" in line)
     ckpt_arg = shlex.split(line)[-1]
     cfg = make_cfg("eval", [ckpt_arg, "extras.print_config=false"])
-    with caplog.at_level(logging.INFO, logger="src.run.summary"):
+    with caplog.at_level(logging.INFO, logger="expkit.run.summary"):
         metrics = evaluate(cfg)
     assert metrics["test/acc"] == run["metrics"]["test/acc"]
     assert "Eval summary: completed" in caplog.text and f"{metrics['test/acc']:.4f}" in caplog.text

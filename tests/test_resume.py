@@ -11,9 +11,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.run.resume_args import expand_resume_args
+from expkit.run.resume_args import expand_resume_args
+from expkit.utils.errors import CheckpointError, ConfigError
 from src.train import train
-from src.utils.errors import CheckpointError, ConfigError
 from tests.helpers import FAST, ROOT, compose_config, fault, results, run_cli
 
 #: digits batches per training epoch (1,294 samples / 64)
@@ -341,7 +341,7 @@ def test_sweep_job_directories_survive_the_launcher_copying_the_config(tmp_path)
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from src.utils.resolvers import _run_token
+    from expkit.utils.resolvers import _run_token
     from tests.helpers import CONFIG_DIR
 
     GlobalHydra.instance().clear()

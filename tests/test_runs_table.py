@@ -1,9 +1,9 @@
-"""`python -m src.runs_table`: one table of every run and sweep job, filtered, sorted, written out.
+"""`python -m expkit.runs_table`: one table of every run and sweep job, filtered, sorted, written out.
 
 Most tests build run directories by hand, shaped as train.py and Hydra write them (results.json,
 config.yaml, .hydra/overrides.yaml, .hydra/hydra.yaml), and call the command line's `main` in
 process; broken and crafted files must give rows marked `unreadable`, never a crash. One slow test
-makes a real sweep with `python src/train.py -m` and reads it with `python -m src.runs_table`.
+makes a real sweep with `python src/train.py -m` and reads it with `python -m expkit.runs_table`.
 """
 
 import csv
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.runs_table.cli import main
-from src.runs_table.lookup import ABSENT, MAPPING, NotSimple, find_value
-from src.runs_table.read import MISSING, Run, read_run
+from expkit.runs_table.cli import main
+from expkit.runs_table.lookup import ABSENT, MAPPING, NotSimple, find_value
+from expkit.runs_table.read import MISSING, Run, read_run
 from tests.helpers import FAST, compose_config, run_cli
 
 
@@ -85,7 +85,7 @@ def make_run(
 
 
 def table(tmp_path: Path, *args: str, dirs: list[Path] | None = None) -> list[dict]:
-    """Rows of `python -m src.runs_table <dirs> <args> --csv` as dicts."""
+    """Rows of `python -m expkit.runs_table <dirs> <args> --csv` as dicts."""
     out = tmp_path / "out.csv"
     assert main([*(str(d) for d in dirs or [tmp_path / "logs"]), *args, "--csv", str(out)]) == 0
     with out.open() as f:
@@ -447,7 +447,7 @@ def test_a_real_sweep_through_both_command_lines(tmp_path):
     result = run_cli(
         [
             "-m",
-            "src.runs_table",
+            "expkit.runs_table",
             str(tmp_path),
             "--where",
             "optimizer.lr>1e-3",

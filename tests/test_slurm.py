@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hydra_plugins.tolerant_submitit_launcher import launcher as slurm_launcher
-from hydra_plugins.tolerant_submitit_launcher import record as slurm_record
-from hydra_plugins.tolerant_submitit_launcher import resources as slurm_resources
-from src.sweeps.threads import allocated_cpus
+from expkit.sweeps.threads import allocated_cpus
+from hydra_plugins.expkit_submitit_launcher import launcher as slurm_launcher
+from hydra_plugins.expkit_submitit_launcher import record as slurm_record
+from hydra_plugins.expkit_submitit_launcher import resources as slurm_resources
 from tests.helpers import ROOT
 
 SBATCH = ROOT / "scripts" / "slurm" / "train.sbatch"
@@ -386,7 +386,7 @@ def test_a_job_slurm_cannot_run_is_refused_in_one_line(cluster, tmp_path, case):
     assert proc.returncode == 1, proc.stdout[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert re.search(message, errors[0]), proc.stderr
-    assert errors[1:] == [], proc.stderr  # the one line alone (src/run/cli.py)
+    assert errors[1:] == [], proc.stderr  # the one line alone (core/expkit/run/cli.py)
     assert set(squeue_ids()) <= before  # nothing was left queued
 
 

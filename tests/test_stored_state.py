@@ -3,7 +3,7 @@ what the user types wins; a run directory holds one run, a sweep directory one s
 
 Each test goes through an entry point a user types: the task functions of eval/predict/export with
 `ckpt_path=`, train with `resume=` (its command-line expansion, then the task) or `ckpt_path=`,
-`python -m src.sweeps.summary`, `python -m src.runs_table`, and `python src/train.py` itself.
+`python -m expkit.sweeps.summary`, `python -m expkit.runs_table`, and `python src/train.py` itself.
 """
 
 import json
@@ -17,19 +17,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpoints.restore import merge_stored
-from src.checkpoints.run_config import read_run_config
+from expkit.checkpoints.restore import merge_stored
+from expkit.checkpoints.run_config import read_run_config
+from expkit.run.lock import LOCK_FILE
+from expkit.run.one_run import refuse_new_run_in_existing_dir
+from expkit.run.resume_args import expand_resume_args
+from expkit.runs_table.cli import main as runs_table_main
+from expkit.sweeps.lock import SWEEP_LOCK_FILE, lock_sweep_dir, unlock_sweep_dir
+from expkit.sweeps.summary import main as summary_main
+from expkit.utils.errors import ConfigError
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict
-from src.run.lock import LOCK_FILE
-from src.run.one_run import refuse_new_run_in_existing_dir
-from src.run.resume_args import expand_resume_args
-from src.runs_table.cli import main as runs_table_main
-from src.sweeps.lock import SWEEP_LOCK_FILE, lock_sweep_dir, unlock_sweep_dir
-from src.sweeps.summary import main as summary_main
 from src.train import train
-from src.utils.errors import ConfigError
 from tests.helpers import FAST, PYTHON, ROOT, compose_config, results, run_cli
 
 QUIET = ["extras.print_config=false"]
@@ -75,7 +75,7 @@ def test_a_checkpoint_chooses_no_trainer_callback_logger_profiler_or_path(traine
         rc["data"]["cache_dir"] = str(elsewhere / "cache")
         rc["data"]["data_dir"] = str(elsewhere / "data")
         rc["paths"] = {k: str(elsewhere / k) for k in ("output_dir", "log_dir", "cache_dir")}
-        rc["callbacks"] = {"csv": {"_target_": "src.callbacks.history.History"}}
+        rc["callbacks"] = {"csv": {"_target_": "expkit.callbacks.history.History"}}
         rc["logger"] = {
             "csv": {"_target_": "pytorch_lightning.loggers.CSVLogger", "save_dir": str(elsewhere)}
         }
@@ -159,7 +159,7 @@ REFUSED = {
     "paths": "paths.log_dir={elsewhere}",
     "data-dir": "data.cache_dir={elsewhere}",
     "download": "+data.download=true",
-    "dict-value": "+callbacks.evil={_target_:src.callbacks.history.History,output_dir:/tmp}",
+    "dict-value": "+callbacks.evil={_target_:expkit.callbacks.history.History,output_dir:/tmp}",
     "env-interpolation": "data.batch_size=${oc.env:HOME}",
     "decode-interpolation": "+tags=[${oc.decode:'[1]'}]",
 }
@@ -408,7 +408,7 @@ def test_a_new_run_into_an_existing_run_is_one_line_on_the_command_line(trained,
 
 # ---- §2 one sweep per sweep directory -------------------------------------------------------------
 HOLD = (
-    "import sys; from src.sweeps.lock import lock_sweep_dir; lock_sweep_dir(sys.argv[1]); "
+    "import sys; from expkit.sweeps.lock import lock_sweep_dir; lock_sweep_dir(sys.argv[1]); "
     "print('held', flush=True); sys.stdin.read()"
 )
 

@@ -22,9 +22,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from hydra_plugins.resumable_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
-from src.sweeps import summary as sweep_summary
-from src.sweeps.ddp import job_command
+from expkit.sweeps import summary as sweep_summary
+from expkit.sweeps.ddp import job_command
+from hydra_plugins.expkit_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
 from src.train import train
 from tests.helpers import CONFIG_DIR, FAST, ROOT, results, run_cli
 from tests.test_optuna import StandInLauncher
@@ -252,7 +252,7 @@ def test_summary_cli_names_a_directory_that_is_not_a_sweep(tmp_path, capsys):
 def test_a_worker_process_resolves_the_sweep_directory_of_its_parent():
     """Hydra hands each job the sweep's resolver cache (`OmegaConf.copy_cache`): `${run_token:}`
     must come from it, not from the worker's own token, or jobs land in another directory."""
-    from src.utils.resolvers import _run_token
+    from expkit.utils.resolvers import _run_token
 
     def sweep_config():
         GlobalHydra.instance().clear()
@@ -354,12 +354,12 @@ def test_only_rank_zero_calls_a_multirun_job_failed(
     multirun_job, monkeypatch, caplog, rank, verdict
 ):
     """A rank > 0 sees rank 0 leave (a requeue, a time limit) as an error of its own: no verdict."""
-    from src.sweeps.job import run_job
+    from expkit.sweeps.job import run_job
 
     def task(cfg):
         raise RuntimeError("Connection closed by peer")
 
-    monkeypatch.setattr("src.sweeps.job.in_multirun", lambda: True)
+    monkeypatch.setattr("expkit.sweeps.job.in_multirun", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", rank)
     monkeypatch.setenv("RANK", rank)
     assert math.isnan(run_job(task, multirun_job, script="src/train.py"))

@@ -122,8 +122,8 @@ def test_profiler_report_lands_in_the_run_directory(make_cfg):
 def test_without_a_chosen_profiler_the_trainer_gets_the_free_one(make_cfg):
     from pytorch_lightning.profilers import SimpleProfiler
 
-    from src.run.build import build_trainer
-    from src.run.profiler import NoOpProfiler
+    from expkit.run.build import build_trainer
+    from expkit.run.profiler import NoOpProfiler
 
     trainer = build_trainer(make_cfg("train", FAST))
     assert isinstance(trainer.profiler, NoOpProfiler)

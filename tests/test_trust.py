@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpoints.load import load_checkpoint
-from src.checkpoints.target_policy import project_targets
+from expkit.checkpoints.load import load_checkpoint
+from expkit.checkpoints.target_policy import project_targets
+from expkit.run.lock import LOCK_FILE
+from expkit.run.resume_args import expand_resume_args
+from expkit.utils.atomic import atomic_open, atomic_write_bytes
+from expkit.utils.errors import ConfigError, RunDirLockedError, UntrustedTargetError
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict
-from src.run.lock import LOCK_FILE
-from src.run.resume_args import expand_resume_args
 from src.train import train
-from src.utils.atomic import atomic_open, atomic_write_bytes
-from src.utils.errors import ConfigError, RunDirLockedError, UntrustedTargetError
 from tests.helpers import FAST, PYTHON, ROOT, compose_config, results, run_cli
 
 QUIET = ["extras.print_config=false"]
@@ -237,7 +237,7 @@ def test_kill_9_mid_write_leaves_the_previous_file(tmp_path):
     path = tmp_path / "last.ckpt"
     path.write_bytes(b"previous good checkpoint")
     writer = (
-        "import sys, time\nfrom src.utils.atomic import atomic_open\n"
+        "import sys, time\nfrom expkit.utils.atomic import atomic_open\n"
         "with atomic_open(sys.argv[1], 'wb') as f:\n"
         "    f.write(b'x' * 1000); f.flush(); print('writing', flush=True); time.sleep(60)\n"
     )
@@ -295,7 +295,7 @@ def test_resume_skips_checkpoints_that_do_not_load(trained, tmp_path, caplog):
 # ---- 4. one writer per run directory ------------------------------------------------------------
 def hold_lock(run_dir: Path) -> subprocess.Popen:
     holder = (
-        "import sys, time\nfrom src.run.lock import acquire\n"
+        "import sys, time\nfrom expkit.run.lock import acquire\n"
         "acquire(sys.argv[1]); print('locked', flush=True); time.sleep(120)\n"
     )
     return start_and_wait_for(holder, run_dir, "locked")

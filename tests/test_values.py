@@ -1,4 +1,4 @@
-"""One line for every bad value and every full disk (src/run/value_checks.py, src/utils/atomic.py).
+"""One line for every bad value and every full disk (core/expkit/run/value_checks.py, core/expkit/utils/atomic.py).
 
 Each value that the template hands to a library is checked for type and range before anything is
 built; the classes below are tested through `train(cfg)` as `python src/train.py` runs it (and once
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from src.run.value_checks import CHECKS, check_values
-from src.sweeps import summary as sweep_summary
+from expkit.run.value_checks import CHECKS, check_values
+from expkit.sweeps import summary as sweep_summary
+from expkit.utils.errors import ConfigError, DatasetNotFoundError, DiskFullError
 from src.train import train
-from src.utils.errors import ConfigError, DatasetNotFoundError, DiskFullError
 from tests.helpers import FAST, compose_config, config_options, run_cli
 from tests.test_faults import assert_nothing_trained
 from tests.test_own_data import write_images

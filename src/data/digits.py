@@ -5,7 +5,7 @@
 
 import torch
 
-from src.data.in_memory import InMemoryDataModule, Split
+from expkit.data.in_memory import InMemoryDataModule, Split
 
 
 class DigitsDataModule(InMemoryDataModule):

@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 from torchvision import datasets
 
-from src.data.augment import random_hflip, random_shift
-from src.data.in_memory import InMemoryDataModule, Split
-from src.utils.errors import ConfigError, DatasetNotFoundError
-from src.utils.logging_utils import get_logger
-from src.utils.shown_path import shown_path
+from expkit.data.augment import random_hflip, random_shift
+from expkit.data.in_memory import InMemoryDataModule, Split
+from expkit.utils.errors import ConfigError, DatasetNotFoundError
+from expkit.utils.logging_utils import get_logger
+from expkit.utils.shown_path import shown_path
 
 log = get_logger(__name__)
 

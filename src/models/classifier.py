@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from expkit.utils.errors import ConfigError
 from src.models.supervised import SupervisedModule
-from src.utils.errors import ConfigError
 
 
 def _correct(logits: Tensor, y: Tensor) -> Tensor:

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, R2Score
 
+from expkit.utils.errors import ConfigError
 from src.models.supervised import SupervisedModule
-from src.utils.errors import ConfigError
 
 
 def _squared_error(pred: Tensor, y: Tensor) -> Tensor:

@@ -1,6 +1,0 @@
-"""Small generic helpers: errors, logging, atomic writes, devices, config resolvers. No domain logic;
-nothing here imports from the rest of `src`."""
-
-from src.utils.resolvers import register_resolvers
-
-register_resolvers()
