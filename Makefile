@@ -86,13 +86,13 @@ bench: $(STAMP) ## speed: plain PyTorch loop vs train.py on MNIST (DATA_DIR=fold
 
 bench-memory: $(STAMP) ## memory: peak RSS of a one-epoch MNIST run vs Lightning alone (ARGS="--rival-dir DIR")
 	$(PY) bench/bench_memory.py --data-dir $(DATA_DIR) $(ARGS)
-# % endif
 
+# % endif
 # % if optuna
 search: $(STAMP) ## an Optuna study on digits (run it again to resume): make search ARGS="hydra.sweeper.n_trials=30"
 	$(PY) src/train.py -m hparams_search=digits_optuna $(ARGS)
-# % endif
 
+# % endif
 summary: $(STAMP) ## rebuild a sweep's summary: make summary SWEEP=logs/train/multiruns/<run>
 	@test -n "$(SWEEP)" || (echo "usage: make summary SWEEP=path/to/sweep_dir" && exit 2)
 	$(PY) -m expkit.sweeps.summary $(SWEEP) $(ARGS)
