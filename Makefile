@@ -24,7 +24,7 @@ LIBRARY = -e ./core --config-settings editable_mode=compat
 STAMP  := $(VENV)/.installed-$(shell (cat $(LOCK) pyproject.toml core/pyproject.toml; echo '$(LIBRARY)') 2>/dev/null | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock train test test-fast check eval predict export sweep search summary runs bench bench-memory lint typecheck format clean update-template
+.PHONY: help install lock train test test-fast check docs eval predict export sweep search summary runs bench bench-memory lint typecheck format clean update-template
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,8 +55,11 @@ train: $(STAMP) ## train + test the default model on the bundled digits (ARGS="m
 test: check ## lint + type check + the whole test suite, slow tests included (what CI runs)
 	$(PY) -m pytest $(ARGS)
 
-check: lint typecheck ## ruff (lint + format), mypy and pip check: fails on any finding
+check: lint typecheck docs ## ruff (lint + format), mypy, pip check and the docs build: fails on any finding
 	$(PY) -m pip check
+
+docs: $(STAMP) ## build the docs site into site/ (mkdocs build --strict: a broken link or a page missing from the nav fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 test-fast: $(STAMP) ## the fast tests only (skips those marked slow), one module per worker (module fixtures train once)
 	$(PY) -m pytest -m "not slow" -n auto --dist loadscope $(ARGS)

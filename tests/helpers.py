@@ -105,8 +105,11 @@ def _config_files_stamp() -> tuple:
 
 
 def config_options(group: str) -> list[str]:
-    """Every option (file) of a config group."""
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    """Every option (file) of a config group, the project's and the library's."""
+    from expkit.project import LIBRARY_CONFIG_DIR
+
+    dirs = (CONFIG_DIR / group, LIBRARY_CONFIG_DIR / group)
+    return sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
 
 
 def run_cli(

@@ -21,8 +21,8 @@ import yaml
 from torch import nn
 
 from expkit.data.in_memory import InMemoryDataModule
+from expkit.errors import NonFiniteLossError
 from expkit.runs_table.cli import main as runs_table
-from expkit.utils.errors import NonFiniteLossError
 from src.eval import evaluate
 from src.train import train
 from tests.helpers import FAST, PLOT, ROOT, compose_config, fault, results, run_cli

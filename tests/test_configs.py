@@ -7,10 +7,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from expkit.errors import ConfigError
 from expkit.run.build import build_trainer, instantiate_callbacks, instantiate_loggers
 from expkit.run.module_checks import dry_run
 from expkit.run.validate import validate_config
-from expkit.utils.errors import ConfigError
 from expkit.utils.metric_names import find, stage_of
 from tests.helpers import config_options
 

@@ -239,7 +239,7 @@ def test_every_debug_preset_runs_on_the_default_data(make_cfg, caplog, preset):
     overrides = [f"debug={preset}", "extras.print_config=false", "callbacks.history.plot=false"]
     if preset == "overfit":
         overrides.append("trainer.max_epochs=3")  # its 30 epochs prove nothing more here
-    with caplog.at_level("INFO", logger="src"):
+    with caplog.at_level("INFO", logger="expkit"):
         metrics = train(make_cfg("train", overrides))
     assert "test/acc" in metrics
     # fast_dev_run writes no checkpoint: said so, not "no ModelCheckpoint callback?"
@@ -259,6 +259,7 @@ def test_debug_logging_is_this_projects_only():
     assert logging_cfg.root.level == "INFO"
     assert logging_cfg.handlers.console.level == "DEBUG"
     assert logging_cfg.loggers.src.level == "DEBUG"
+    assert logging_cfg.loggers.expkit.level == "DEBUG"
     assert "matplotlib" not in logging_cfg.get("loggers", {})
 
 

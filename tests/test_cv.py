@@ -18,8 +18,8 @@ import torch
 from hydra.utils import instantiate
 
 from expkit.cv.runner import FoldsFailedError
+from expkit.errors import ConfigError
 from expkit.sweeps.summary import write_summary
-from expkit.utils.errors import ConfigError
 from src.train import train
 from tests.conftest import threads_for_tests
 from tests.helpers import FAST, PLOT, ROOT, compose_config, fault, results, run_cli
@@ -253,7 +253,7 @@ def test_a_failed_fold_is_recorded_and_the_others_still_run(make_cfg):
 def test_a_full_disk_stops_the_folds_in_one_line_and_resume_finishes(small_disk, cache_dir):
     """A checkpoint is ~300 KB: fold 0 fits, fold 1 does not. The folds stop there (any later
     fold would fail the same way) with the fold's own message; freed, resume finishes."""
-    from expkit.utils.errors import DiskFullError
+    from expkit.errors import DiskFullError
 
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * 400_000)

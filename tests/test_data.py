@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from expkit.data.batch_loader import IndexBatchLoader
-from src.data.digits import DigitsDataModule
+from expkit.data.digits import DigitsDataModule
 
 RNG = np.random.default_rng(0)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from expkit.run.module_checks import check_ignored_groups
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 from src.train import train
 from tests.helpers import FAST, compose_config, results
 from tests.test_any_module import SWEEP_FAST, cli, sweep_jobs

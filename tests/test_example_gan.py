@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from expkit.utils.errors import ConfigError, NonFiniteLossError
+from expkit.errors import ConfigError, NonFiniteLossError
 from src.models.gan import GAN
 from src.train import train
 from tests.helpers import FAST, compose_config, results

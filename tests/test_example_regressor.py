@@ -4,7 +4,7 @@ table. A generated project without the regressor has none of this file."""
 
 import pytest
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 from src.models.regressor import Regressor
 from src.train import train
 from tests.helpers import FAST

@@ -12,7 +12,7 @@ import torch
 from torchvision import datasets
 from torchvision.datasets import cifar
 
-from expkit.utils.errors import ConfigError, DatasetNotFoundError
+from expkit.errors import ConfigError, DatasetNotFoundError
 from src.data.torchvision_datasets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 RNG = np.random.default_rng(0)

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from expkit.callbacks.finite_loss import StopOnNonFiniteLoss, _Window
-from expkit.run.cli import unknown_key_hints
-from expkit.utils.errors import (
+from expkit.errors import (
     CheckpointError,
     ConfigError,
     DatasetNotFoundError,
     NonFiniteLossError,
 )
+from expkit.run.cli import unknown_key_hints
 from src.eval import evaluate
 from src.train import train
 from tests.helpers import FAST, ROOT, compose_config, fault, results, run_cli

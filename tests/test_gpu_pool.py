@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from expkit.run import gpu_slot
 from expkit.sweeps import summary as sweep_summary
+from expkit.sweeps import threads
 from hydra_plugins.expkit_gpu_pool_launcher import _pool, _worker
 from tests.helpers import ROOT, results, run_cli
 from tests.test_sweeps import NO_CURVES, SWEEP_FAST, job_dirs, only_sweep_dir, run_sweep
@@ -105,6 +106,7 @@ def test_a_job_starts_with_its_gpu_set_and_its_threads_capped(tmp_path):
     assert env["OMP_NUM_THREADS"] == "4" and env["MKL_NUM_THREADS"] == "7"  # the user's stands
     assert env["PYTHONPATH"].split(os.pathsep)[0] == "/x"
     # the job side reads the same names (the plugin cannot import src)
+    assert threads.POOL_THREADS == gpu_slot.ENV_THREADS and gpu_slot.ENV_GPU == "GPU_POOL_GPU"
     assert (gpu_slot.ENV_GPU, gpu_slot.ENV_SLOT, gpu_slot.ENV_THREADS) == (
         _pool.ENV_GPU,
         _pool.ENV_SLOT,

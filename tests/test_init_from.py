@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 
 from expkit.checkpoints.init_from import load_initial_weights
-from expkit.utils.errors import CheckpointError, ConfigError
+from expkit.errors import CheckpointError, ConfigError
 from src.train import train
 from tests.helpers import FAST, compose_config, run_cli
 

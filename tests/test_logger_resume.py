@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from expkit.errors import RunDirLockedError
 from expkit.loggers.run_ids import RUN_IDS_FILE, stored_id, stored_ids
-from expkit.utils.errors import RunDirLockedError
 from src.train import train
 from tests.helpers import FAST, compose_config, fault, results, run_cli
 from tests.test_trust import hold_lock

@@ -13,12 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
+from expkit.data import image_cache
 from expkit.data.image_folder import ImageFolderDataModule
 from expkit.data.table import TableDataModule
-from expkit.utils.errors import ConfigError, DatasetNotFoundError
-from src.data import image_cache
+from expkit.errors import ConfigError, DatasetNotFoundError
 from src.train import train
-from tests.helpers import FAST, ROOT, run_cli
+from tests.doc_commands import block_lines, doc_pages, section_commands
+from tests.helpers import FAST, run_cli
 
 RNG = np.random.default_rng(0)
 CLASSES = ("cat", "dog", "owl")
@@ -330,17 +331,32 @@ def test_image_cache_writer_is_atomic_even_for_meta(tmp_path, monkeypatch):
     assert list(cache.glob("*.meta.pt")) == [] and list(cache.glob(".*tmp*")) == []
 
 
-# ---- the README's commands --------------------------------------------------------------------
+# ---- the docs' commands (README.md or the page of the docs site that holds the section) -------
 def readme_section_commands(title: str) -> list[str]:
-    """The `sh` block of a README section: the commands, in order, comments dropped."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
-    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    """The `sh` block of a section: the commands, in order, comments dropped."""
+    return section_commands(title, "sh")
+
+
+#: the sections whose `sh` block runs in order, wherever they live (README.md or a docs page)
+IN_ORDER_SECTIONS = ["Train on your own images", "Train on a table"]
+
+
+def test_every_sh_command_shown_is_run_in_order():
+    """A `python ...` line of any `sh` block (the README's short "Bring your own data" repeats some)
+    is one of the commands the in-order sections run."""
+    run = {c for title in IN_ORDER_SECTIONS for c in readme_section_commands(title)}
+    shown = {
+        line
+        for page in doc_pages()
+        for block in re.findall(r"```sh\n(.*?)```", page.read_text(), flags=re.S)
+        for line in block_lines(block)
+        if line.startswith("python ")
+    }
+    assert len(run) >= 6 and shown - run == set(), shown - run
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("title", ["Train on your own images", "Train on a table"])
+@pytest.mark.parametrize("title", IN_ORDER_SECTIONS)
 def test_readme_commands_run_in_order(title, tmp_path):
     """Each section's commands, as typed (`data/...` moved into a temp folder), one after another:
     the example writers first, then the runs that read what they wrote."""

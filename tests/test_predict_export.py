@@ -24,7 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from PIL import Image
 
-from expkit.utils.errors import ConfigError, DiskFullError
+from expkit.errors import ConfigError, DiskFullError
 from src.export import export
 from src.predict import predict
 from src.train import train

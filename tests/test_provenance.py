@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from expkit.errors import ConfigError
 from expkit.run import provenance
 from expkit.run.provenance import installed_packages, provenance_summary, write_provenance
 from expkit.utils import atomic
-from expkit.utils.errors import ConfigError
 from src.train import train
 from tests.helpers import FAST, compose_config, run_cli
 

@@ -1,4 +1,5 @@
-"""Every `python src/...` command shown in README.md runs, as a user would type it.
+"""Every `python src/...` command shown in README.md and the docs site (docs/*.md) runs, as a user
+would type it; a command shown on several pages runs once.
 
 The rival template's README examples rotted because nothing ran them; here each one is a test case.
 `<run_dir>` becomes the directory of a real one-epoch run made by the command line. Every command
@@ -20,20 +21,15 @@ import pytest
 import torch
 
 from expkit.utils.metric_names import stage_of
+from tests.doc_commands import doc_pages, shown_commands
 from tests.helpers import ROOT, run_cli
 
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
 
 
 def readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for line in block.splitlines():
-            line = line.split("  #")[0].strip()
-            if line.startswith(("python src/", "python -m src.")):
-                commands.append(line)
-    return commands
+    """The commands of README.md and every docs page, deduplicated (tests/doc_commands.py)."""
+    return shown_commands()
 
 
 def slurm_reachable() -> bool:
@@ -86,7 +82,40 @@ def optuna_logs(tmp_path_factory) -> Path:
 
 
 def test_readme_shows_commands():
-    assert len(readme_commands()) >= 8
+    assert len(shown_commands([ROOT / "README.md"])) >= 8  # the newcomer's commands stay in README
+    assert len(readme_commands()) >= 40  # with the site's pages
+
+
+def test_docs_commands_are_collected_once_from_every_page():
+    """Commands moved from the README into a docs page are still run, and a command shown on
+    several pages (resume=<run_dir> on the resume page and in faults.md) is run once."""
+    commands = readme_commands()
+    assert len(commands) == len(set(commands))
+    pages_showing: dict[str, int] = {}
+    for page in doc_pages():
+        for command in shown_commands([page]):
+            pages_showing[command] = pages_showing.get(command, 0) + 1
+    assert sorted(pages_showing) == sorted(commands)
+    assert pages_showing["python src/train.py resume=<run_dir>"] >= 2
+    site_only = set(commands) - set(shown_commands([ROOT / "README.md"]))
+    assert "python -m expkit.runs_table --since 2026-11-01 --csv runs.csv --md runs.md" in site_only
+
+
+def test_readme_links_into_the_site_resolve():
+    """Each README link into docs/ names a page of the site and, with `#`, one of its headings
+    (mkdocs --strict checks the pages' own links; nothing builds the README)."""
+    text = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\((docs/[^)#\s]+)(?:#([^)\s]+))?\)", text)
+    assert len(links) >= 8
+    for target, anchor in links:
+        page = ROOT / target
+        assert page.is_file(), target
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", page.read_text(), flags=re.M)
+            slugs = {
+                re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", h).strip().lower()) for h in headings
+            }
+            assert anchor in slugs, f"{target}#{anchor}"
 
 
 @pytest.mark.slow

@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from expkit.errors import ConfigError, ExportError
 from expkit.run.fit_summary import fit_rows
 from expkit.run.record import RunRecord
 from expkit.run.summary import summary_text
-from expkit.utils.errors import ConfigError, ExportError
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict
 from src.train import train
+from tests.doc_commands import python_snippet
 from tests.helpers import FAST, PLOT, ROOT, compose_config, run_cli
 
 EPOCHS = 3
@@ -287,15 +288,13 @@ def test_onnx_and_torchscript_match_pytorch_on_another_batch_size(exported, run)
 
 
 def _readme_snippet() -> str:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    (snippet,) = [b for b in blocks if "net.pt" in b]
-    return snippet
+    """The `net.pt` snippet, on the docs page that shows it (tests/doc_commands.py)."""
+    return python_snippet("net.pt")
 
 
 @pytest.mark.slow  # a fresh Python that imports torch (~3 s)
 def test_readme_snippet_uses_net_pt_with_torch_alone(exported):
-    """The README's 5 lines run in a fresh Python that never imports Lightning."""
+    """The docs' 5 lines run in a fresh Python that never imports Lightning."""
     _, out = exported
     snippet = _readme_snippet().replace("<export_dir>", str(out))
     assert len([line for line in snippet.splitlines() if line.strip()]) <= 6

@@ -11,8 +11,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from expkit.errors import CheckpointError, ConfigError
 from expkit.run.resume_args import expand_resume_args
-from expkit.utils.errors import CheckpointError, ConfigError
 from src.train import train
 from tests.helpers import FAST, ROOT, compose_config, fault, results, run_cli
 

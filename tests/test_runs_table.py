@@ -41,7 +41,7 @@ def make_run(
         "task_name": "train",
         "seed": 42,
         "tags": list(tags),
-        "data": {"_target_": "src.data.digits.DigitsDataModule", "batch_size": 64},
+        "data": {"_target_": "expkit.data.digits.DigitsDataModule", "batch_size": 64},
         "model": {
             "_target_": "src.models.classifier.Classifier",
             "net": {"_target_": f"src.models.nets.{model}.X", "hidden_sizes": [64, 128, 64]},

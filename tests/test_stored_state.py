@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from expkit.checkpoints.restore import merge_stored
 from expkit.checkpoints.run_config import read_run_config
+from expkit.errors import ConfigError
 from expkit.run.lock import LOCK_FILE
 from expkit.run.one_run import refuse_new_run_in_existing_dir
+from expkit.run.restore import merge_stored
 from expkit.run.resume_args import expand_resume_args
 from expkit.runs_table.cli import main as runs_table_main
 from expkit.sweeps.lock import SWEEP_LOCK_FILE, lock_sweep_dir, unlock_sweep_dir
 from expkit.sweeps.summary import main as summary_main
-from expkit.utils.errors import ConfigError
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict

@@ -17,10 +17,10 @@ import torch
 
 from expkit.checkpoints.load import load_checkpoint
 from expkit.checkpoints.target_policy import project_targets
+from expkit.errors import ConfigError, RunDirLockedError, UntrustedTargetError
 from expkit.run.lock import LOCK_FILE
 from expkit.run.resume_args import expand_resume_args
 from expkit.utils.atomic import atomic_open, atomic_write_bytes
-from expkit.utils.errors import ConfigError, RunDirLockedError, UntrustedTargetError
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict

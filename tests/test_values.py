@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from expkit.errors import ConfigError, DatasetNotFoundError, DiskFullError
 from expkit.run.value_checks import CHECKS, check_values
 from expkit.sweeps import summary as sweep_summary
-from expkit.utils.errors import ConfigError, DatasetNotFoundError, DiskFullError
 from src.train import train
 from tests.helpers import FAST, compose_config, config_options, run_cli
 from tests.test_faults import assert_nothing_trained
@@ -179,7 +179,7 @@ def test_the_image_cache_on_a_full_disk_is_one_line_naming_it(make_cfg, small_di
 def test_the_data_cache_on_a_full_disk_is_skipped_with_one_warning(make_cfg, small_disk, caplog):
     """torch.save reports a full disk as RuntimeError: the cache (an optimization) is skipped with
     a warning naming its file, the run trains without it, nothing half-written is left."""
-    from src.data.digits import DigitsDataModule
+    from expkit.data.digits import DigitsDataModule
 
     fill(small_disk)
     dm = DigitsDataModule(

@@ -12,7 +12,7 @@ from torchvision import datasets
 
 from expkit.data.augment import random_hflip, random_shift
 from expkit.data.in_memory import InMemoryDataModule, Split
-from expkit.utils.errors import ConfigError, DatasetNotFoundError
+from expkit.errors import ConfigError, DatasetNotFoundError
 from expkit.utils.logging_utils import get_logger
 from expkit.utils.shown_path import shown_path
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 from src.models.supervised import SupervisedModule
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, R2Score
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 from src.models.supervised import SupervisedModule
 
 

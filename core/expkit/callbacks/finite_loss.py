@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from expkit.utils.errors import ConfigError, NonFiniteLossError
+from expkit.errors import ConfigError, NonFiniteLossError
 from expkit.utils.metric_names import epoch_values, stage_of
 
 

@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import OnExceptionCheckpoint
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from expkit.utils.errors import NonFiniteLossError
+from expkit.errors import NonFiniteLossError, RunError
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -35,7 +35,9 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     ) -> None:
         if isinstance(exception, NonFiniteLossError):
             return
-        if getattr(exception, "status", None) == "pruned":  # an Optuna trial stopped on purpose
+        if (
+            isinstance(exception, RunError) and exception.status == "pruned"
+        ):  # an Optuna trial stopped on purpose
             return
         if trainer.state.fn != TrainerFn.FITTING or trainer.global_step == 0:
             return

@@ -24,7 +24,7 @@ from optuna.pruners import PercentilePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError, RunError
 from expkit.utils.logging_utils import get_logger
 from expkit.utils.metric_names import epoch_values
 from hydra_plugins.expkit_optuna_sweeper._pruners import make_pruner
@@ -34,11 +34,11 @@ log = get_logger(__name__)
 DIRECTIONS = {"max": StudyDirection.MAXIMIZE, "min": StudyDirection.MINIMIZE}
 
 
-class TrialPruned(optuna.TrialPruned):
+class TrialPruned(optuna.TrialPruned, RunError):
     """The run was stopped by the study's pruner at `epoch` (counting from 0).
 
-    `status`, `run_metrics` and `run_record` tell `open_run` what to write in results.json:
-    `status: pruned`, the metrics at that epoch, the epoch and the number of epochs trained.
+    As a `RunError` it tells `open_run` what to write in results.json: `status: pruned`, the
+    metrics at that epoch, the epoch and the number of epochs trained.
     """
 
     status = "pruned"

@@ -22,7 +22,7 @@ from pytorch_lightning.callbacks.progress.rich_progress import ProcessingSpeedCo
 from rich import get_console, reconfigure
 from rich.text import Text
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)

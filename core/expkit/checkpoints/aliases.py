@@ -25,6 +25,7 @@ ALIASES: dict[str, str] = {
     "src.callbacks.optuna_pruning.OptunaPruning": "expkit.callbacks.optuna_pruning.OptunaPruning",
     "src.callbacks.progress_bar.ThrottledRichProgressBar": "expkit.callbacks.progress_bar.ThrottledRichProgressBar",
     "src.callbacks.rng_state.RngStateInCheckpoint": "expkit.callbacks.rng_state.RngStateInCheckpoint",
+    "src.data.digits.DigitsDataModule": "expkit.data.digits.DigitsDataModule",
     "src.data.image_folder.ImageFolderDataModule": "expkit.data.image_folder.ImageFolderDataModule",
     "src.data.table.TableDataModule": "expkit.data.table.TableDataModule",
     "src.loggers.continued.ContinuedCSVLogger": "expkit.loggers.continued.ContinuedCSVLogger",
@@ -47,6 +48,14 @@ def current_name(target: str) -> str:
     return target
 
 
+def _raw(node: Any, key: Any) -> Any:
+    """The value at `key` as stored (an interpolation stays its text; nothing is resolved)."""
+    if not isinstance(node, DictConfig):
+        return node[key]
+    child = node._get_node(key)
+    return None if child is None else child._value()
+
+
 def apply_aliases(node: Any) -> list[tuple[str, str]]:
     """Rewrite, in place, every aliased `_target_` in a config read from elsewhere.
 
@@ -58,7 +67,7 @@ def apply_aliases(node: Any) -> list[tuple[str, str]]:
         keys = list(node.keys())
         for key in keys:
             if key == "_target_":
-                value = node._get_node(key)._value() if isinstance(node, DictConfig) else node[key]
+                value = _raw(node, key)
                 if isinstance(value, str) and current_name(value) != value:
                     node[key] = current_name(value)
                     rewritten.append((value, node[key]))

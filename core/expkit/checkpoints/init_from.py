@@ -29,7 +29,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from expkit.utils.errors import CheckpointError, ConfigError
+from expkit.errors import CheckpointError, ConfigError
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)

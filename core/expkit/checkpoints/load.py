@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from expkit.utils.errors import CheckpointError, ConfigError
+from expkit.errors import CheckpointError, ConfigError
 
 
 def _first_sentence(err: BaseException) -> str:

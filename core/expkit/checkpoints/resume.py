@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from expkit.checkpoints.load import load_checkpoint
 from expkit.checkpoints.verify import check_compatible
-from expkit.utils.errors import CheckpointError, ConfigError
+from expkit.errors import CheckpointError, ConfigError
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from expkit.utils.errors import CheckpointError
+from expkit.errors import CheckpointError
 
 CHECKPOINT_KEY = "run_config"
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
+from expkit.errors import ConfigError
 from expkit.project import project_config_dir
-from expkit.utils.errors import ConfigError
 
 #: top-level keys eval/predict/export take from a checkpoint (everything else: this clone's)
 RESTORED_ROOTS = ("seed", "data", "model", "optimizer", "scheduler", "monitor")

@@ -24,8 +24,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from expkit.checkpoints.aliases import apply_aliases
+from expkit.errors import ConfigError, UntrustedTargetError
 from expkit.project import LIBRARY_CONFIG_DIR, project_config_dir
-from expkit.utils.errors import ConfigError, UntrustedTargetError
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from expkit.checkpoints.run_config import CHECKPOINT_KEY
-from expkit.utils.errors import CheckpointError
+from expkit.errors import CheckpointError
 
 
 def check_compatible(

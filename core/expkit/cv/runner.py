@@ -40,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from expkit.checkpoints.resume import check_resume_dir
 from expkit.cv.summary import CVSummary, Fold, fold_dir, read_fold, summarize, write_cv_summary
+from expkit.errors import ConfigError, DiskFullError, RunError, TemplateError
 from expkit.run.config_files import save_resolved_config
 from expkit.run.lifecycle import open_run
 from expkit.run.lock import is_rank_zero
@@ -50,7 +51,6 @@ from expkit.run.summary import show_path
 from expkit.run.validate import fetch_data_first
 from expkit.sweeps.job import require_optimized_metric
 from expkit.utils.atomic import atomic_write_text
-from expkit.utils.errors import ConfigError, DiskFullError, TemplateError
 from expkit.utils.logging_utils import get_logger
 from expkit.utils.metric_names import stage_of
 
@@ -162,7 +162,9 @@ def _run_fold(cfg: DictConfig, index: int, train_run: Task) -> Fold:
         try:
             metrics = train_run(fold_cfg)
         except Exception as exc:
-            if getattr(exc, "before_training", False) or isinstance(exc, DiskFullError):
+            if (isinstance(exc, RunError) and exc.before_training) or isinstance(
+                exc, DiskFullError
+            ):
                 raise  # the inputs are wrong, or the disk is full: every fold would fail so
             trace = not isinstance(exc, TemplateError)  # ours say it all in one line
             log.error("Fold %d failed: %s: %s", index, type(exc).__name__, exc, exc_info=trace)

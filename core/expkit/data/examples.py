@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from expkit.errors import ConfigError
 from expkit.utils.atomic import atomic_open
-from expkit.utils.errors import ConfigError
 
 PREFIX = "sklearn:"
 TABLES = ("wine", "iris", "diabetes")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 
 
 def check_fold_settings(fold: int | None, folds: int | None) -> None:

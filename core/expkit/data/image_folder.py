@@ -25,7 +25,7 @@ from expkit.data.augment import random_hflip, random_shift
 from expkit.data.image_cache import FORMAT, Sample, build_cache, open_cache
 from expkit.data.images import MODES, image_size, image_suffixes, read_image
 from expkit.data.in_memory import InMemoryDataModule, Split
-from expkit.utils.errors import ConfigError, DatasetNotFoundError
+from expkit.errors import ConfigError, DatasetNotFoundError
 from expkit.utils.logging_utils import get_logger
 from expkit.utils.shown_path import shown_path
 

@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 from expkit.data.augment import random_shift
 from expkit.data.batch_loader import IndexBatchLoader
 from expkit.data.folds import check_fold_settings, fold_indices
+from expkit.errors import ConfigError
 from expkit.utils.atomic import atomic_torch_save
-from expkit.utils.errors import ConfigError
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)

@@ -18,7 +18,7 @@ import torch
 from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch import Tensor
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 
 SPLITS = ("predict", "test", "val", "train")
 _STAGES = {"predict": "predict", "test": "test", "val": "fit", "train": "fit"}

@@ -28,7 +28,7 @@ from torch import Tensor
 from expkit.checkpoints.load import read_torch_file
 from expkit.data.images import MODES, read_image
 from expkit.data.loaders import SPLITS, input_samples, split_loader
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TENSOR_SUFFIXES = (".pt", ".pth")

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from expkit.data.examples import is_example, load_example_table
 from expkit.data.in_memory import InMemoryDataModule, Split
-from expkit.utils.errors import ConfigError, DatasetNotFoundError
+from expkit.errors import ConfigError, DatasetNotFoundError
 from expkit.utils.logging_utils import get_logger
 from expkit.utils.shown_path import shown_path
 

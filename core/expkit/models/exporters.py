@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from expkit.data.loaders import input_samples
+from expkit.errors import ConfigError, ExportError
 from expkit.utils.atomic import atomic_write_bytes
-from expkit.utils.errors import ConfigError, ExportError
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from expkit.errors import ConfigError
 from expkit.models.predictions import Predictions
 from expkit.utils.atomic import atomic_open, atomic_write_bytes
-from expkit.utils.errors import ConfigError
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)

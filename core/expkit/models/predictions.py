@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 
 from expkit.data.loaders import batch_inputs, batch_targets
 from expkit.data.predict_inputs import PredictInputs
+from expkit.errors import ConfigError
 from expkit.utils.devices import resolve_accelerator
-from expkit.utils.errors import ConfigError
 
 
 @dataclass

@@ -12,9 +12,9 @@ from expkit.callbacks.progress_bar import ThrottledRichProgressBar
 from expkit.callbacks.restored_state import RestoredStateGuard
 from expkit.checkpoints.atomic_io import AtomicCheckpointIO
 from expkit.checkpoints.run_config import RunConfigInCheckpoint
+from expkit.errors import ConfigError
 from expkit.run.profiler import NoOpProfiler
 from expkit.utils.console_logging import quiet_third_party_tips
-from expkit.utils.errors import ConfigError
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)

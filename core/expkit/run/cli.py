@@ -24,12 +24,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from expkit.errors import TemplateError, full_error_requested, user_error
 from expkit.project import LIBRARY_CONFIG_DIR, project_config_dir
 from expkit.run.exit import exit_after_run
 from expkit.run.lock import acquire, is_rank_zero, release
 from expkit.run.one_run import refuse_new_run_in_existing_dir
 from expkit.run.resume_args import expand_resume_args, override_key, resume_dir
-from expkit.utils.errors import TemplateError, full_error_requested, user_error
 
 _ABSENT = object()
 

@@ -21,20 +21,21 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
-from expkit.run.gpu_slot import pool_gpu
+from expkit.errors import DiskFullError, RunError, user_error
 from expkit.run.lock import is_rank_zero, run_dir_lock
 from expkit.run.record import RESULTS_FILE, RunRecord
 from expkit.run.summary import log_summary, summary_text
-from expkit.utils.errors import DiskFullError, user_error
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
@@ -145,6 +146,15 @@ def _write(record: RunRecord, keep_previous: bool) -> None:
         log.error("Could not write %s: %s", record.path, err)
 
 
+def _pool_gpu() -> dict[str, Any] | None:
+    """The GPU of a `hydra/launcher=gpu_pool` job; the pool's side is imported only for its jobs."""
+    if "GPU_POOL_GPU" not in os.environ:  # expkit.run.gpu_slot.ENV_GPU (a test keeps them equal)
+        return None
+    from expkit.run.gpu_slot import pool_gpu
+
+    return pool_gpu()
+
+
 @contextmanager
 def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Iterator[RunRecord]:
     """Lock `cfg.paths.output_dir`, time the block, write results.json, print the summary.
@@ -157,7 +167,7 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
         record.started_at = time.strftime("%Y-%m-%dT%H:%M:%S")
         earlier_attempts, earlier_wall_time = _earlier_attempts(record)
         record.attempts = earlier_attempts + 1
-        gpu = pool_gpu()
+        gpu = _pool_gpu()
         if gpu is not None:
             log.info("GPU pool: this job runs on GPU %s (slot %s)", gpu["index"], gpu["slot"])
         t0 = time.perf_counter()
@@ -170,15 +180,13 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             exc = user_error(raised) or raised
             # a rejected re-run of an existing run (resume=, a requeue) leaves it as it was
             existing_run = record.path.is_file() or bool(cfg.get("resume"))
-            keep_previous = getattr(exc, "before_training", False) and existing_run
+            stop = exc if isinstance(exc, RunError) else RunError()  # the contract's defaults
+            keep_previous = stop.before_training and existing_run
             interruption = _interruption(exc)
-            record.status = getattr(exc, "status", None) or (
-                "interrupted" if interruption else "failed"
-            )
-            # what an exception asks to keep (TrialPruned, expkit/callbacks/optuna_pruning.py: the
-            # metrics and epochs a pruned trial reached)
-            record.add_metrics(getattr(exc, "run_metrics", {}))
-            record.extra.update(getattr(exc, "run_record", {}))
+            record.status = stop.status or ("interrupted" if interruption else "failed")
+            # what the run keeps (a pruned trial: the metrics and epochs it reached)
+            record.add_metrics(stop.run_metrics)
+            record.extra.update(stop.run_record)
             full = _disk_full(exc)
             if full is not None:  # a nested run's (a fold's) own message names its checkpoint
                 error = (
@@ -198,6 +206,6 @@ def open_run(task: str, cfg: DictConfig, model_path: str | None = None) -> Itera
             record.wall_time_s = round(time.perf_counter() - t0, 3)
             record.total_wall_time_s = round(earlier_wall_time + record.wall_time_s, 3)
             if gpu is not None:
-                record.extra["gpu"] = pool_gpu()  # now with the GPU's name, if the job used it
+                record.extra["gpu"] = _pool_gpu()  # now with the GPU's name, if the job used it
             _write(record, keep_previous)
     log_summary(summary_text(record))

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from expkit.utils.errors import RunDirLockedError
+from expkit.errors import RunDirLockedError
 
 LOCK_FILE = ".lock"
 

@@ -29,7 +29,7 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 from expkit.utils.logging_utils import get_logger
 from expkit.utils.metric_names import find, lower_is_better, stage_of
 

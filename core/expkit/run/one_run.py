@@ -19,9 +19,9 @@ import json
 import os
 from pathlib import Path
 
+from expkit.errors import ConfigError
 from expkit.run.lock import LOCK_FILE, is_rank_zero
 from expkit.run.record import RESULTS_FILE
-from expkit.utils.errors import ConfigError
 
 #: what a run leaves in its directory from its first moment on (Hydra's .hydra/, our lock)
 RUN_MARKERS = (RESULTS_FILE, LOCK_FILE, ".hydra", "checkpoints")

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from expkit.checkpoints.stored_values import check_stored_overrides
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 
 #: keys of the original run that a resume must not inherit: it picks its own checkpoint, directory
 #: and trust

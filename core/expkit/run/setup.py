@@ -6,9 +6,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from expkit.errors import ConfigError
 from expkit.run.config_files import save_config_tree, save_resolved_config
 from expkit.run.header import header_text
-from expkit.utils.errors import ConfigError
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.:/+-]{1,64}$")
 ALLOWED = "a list of names of 1-64 letters, digits or _ . : / + - (e.g. tags=[baseline,cnn])"

@@ -9,9 +9,9 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from expkit.data.folds import check_fold_settings
+from expkit.errors import ConfigError
 from expkit.run.value_checks import check_values
 from expkit.utils.devices import available_devices, resolve_accelerator
-from expkit.utils.errors import ConfigError
 
 
 def _check_devices(cfg: DictConfig) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 
 #: numpy's seed range (Lightning seeds numpy with the same value)
 SEED_MAX = 2**32 - 1

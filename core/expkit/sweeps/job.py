@@ -21,10 +21,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from expkit.errors import MetricNotProducedError, full_error_requested, user_error
 from expkit.run.lock import is_rank_zero
 from expkit.sweeps.ddp import ranks_join_this_job
 from expkit.sweeps.threads import follow_cpu_allocation
-from expkit.utils.errors import MetricNotProducedError, full_error_requested, user_error
 from expkit.utils.logging_utils import get_logger
 from expkit.utils.metric_names import find
 

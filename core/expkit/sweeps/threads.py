@@ -14,10 +14,13 @@ SLURM or not.
 import os
 import re
 
-from expkit.run.gpu_slot import ENV_THREADS
 from expkit.utils.logging_utils import get_logger
 
 log = get_logger(__name__)
+
+#: the GPU pool's share of the cores for its job (expkit.run.gpu_slot.ENV_THREADS: a test keeps
+#: them equal; the pool's module is not imported outside its jobs)
+POOL_THREADS = "GPU_POOL_THREADS"
 
 
 def _first_int(text: str | None) -> int | None:
@@ -50,7 +53,7 @@ def follow_cpu_allocation() -> int | None:
     """Inside a SLURM job: torch threads = the task's CPUs (and joblib's core count); return it.
 
     In a GPU pool's job: the pool's share of the cores instead."""
-    pool_share = _first_int(os.environ.get(ENV_THREADS))
+    pool_share = _first_int(os.environ.get(POOL_THREADS))
     cpus = pool_share or allocated_cpus()
     if cpus is None:
         return None

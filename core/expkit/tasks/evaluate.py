@@ -8,9 +8,9 @@ The checkpoint carries its run's resolved config, so the same model and data val
 from omegaconf import DictConfig
 
 import expkit.utils  # noqa: F401  (registers the config resolvers)
-from expkit.checkpoints.restore import restore_run
 from expkit.run.build import build_trainer
 from expkit.run.lifecycle import open_run
+from expkit.run.restore import restore_run
 from expkit.run.summary import format_metrics
 from expkit.utils.metric_names import stage_of
 

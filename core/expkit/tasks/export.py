@@ -20,12 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 import expkit.utils  # noqa: F401  (registers the config resolvers)
-from expkit.checkpoints.restore import restore_run
+from expkit.errors import ConfigError, ExportError
 from expkit.models.exporters import FILES, check_export_config, export_model, save_state_dict
 from expkit.run.lifecycle import open_run
+from expkit.run.restore import restore_run
 from expkit.run.summary import show_path
 from expkit.utils.atomic import atomic_write_text
-from expkit.utils.errors import ConfigError, ExportError
 
 
 def export_net(model: nn.Module, cfg: DictConfig, out: Path) -> list[str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 import expkit.utils  # noqa: F401  (registers the config resolvers)
-from expkit.checkpoints.restore import restore_run
 from expkit.data.predict_inputs import load_inputs
+from expkit.errors import ConfigError
 from expkit.models.prediction_files import (
     CLASSIFIER,
     REGRESSION,
@@ -30,8 +30,8 @@ from expkit.models.prediction_files import (
 from expkit.models.predictions import predict as run_predict
 from expkit.run.lifecycle import open_run
 from expkit.run.record import RunRecord
+from expkit.run.restore import restore_run
 from expkit.run.summary import format_metrics, show_path
-from expkit.utils.errors import ConfigError
 
 
 def check_predict_config(cfg: DictConfig) -> None:

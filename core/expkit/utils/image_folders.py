@@ -10,7 +10,7 @@ command line replaces the resolver, and the datamodule still checks it against t
 import functools
 from pathlib import Path
 
-from expkit.utils.errors import DatasetNotFoundError
+from expkit.errors import DatasetNotFoundError
 from expkit.utils.shown_path import shown_path
 
 #: Pillow modes with one channel (grey), alpha included

@@ -23,7 +23,7 @@ def _run(command: list[str], timeout: float = 30) -> str:
     ).stdout
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     """The line of a tool's output that says what went wrong (sbatch's `error:` line if any)."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 
 
 def _block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:

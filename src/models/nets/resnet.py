@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torchvision.models import resnet
 
-from expkit.utils.errors import ConfigError
+from expkit.errors import ConfigError
 
 
 class SmallImageResNet(nn.Module):

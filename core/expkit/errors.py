@@ -1,11 +1,37 @@
-"""Every error the template raises for a user to act on, in one place: each names the bad value and what is allowed.
+"""The errors that end a run, in one place: what the lifecycle reads from them, and the user's errors.
 
-They derive from Hydra's `CompactHydraException`, so `python src/<task>.py …` prints the message alone
+`RunError` is the contract between whatever stops a run and the lifecycle that records it
+(`expkit.run.lifecycle.open_run`): the status to write, whether it was raised before any training
+step, and the metrics and facts the stopped run keeps. Anything else raised is a failure (or an
+interruption, for signals), recorded with its type and message.
+
+The user's errors (`TemplateError` and below) name the bad value and what is allowed. They derive
+from Hydra's `CompactHydraException`, so `python src/<task>.py …` prints the message alone
 (no traceback, no advice below it: `expkit/run/cli.py`) before exiting with status 1;
 `HYDRA_FULL_ERROR=1` still shows the full stack.
 """
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
 from hydra.errors import CompactHydraException
+
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+
+
+class RunError(Exception):
+    """An exception that says how the run it ends is recorded in results.json."""
+
+    #: the status written (`pruned`, ...); None: `failed` (`interrupted` for a signal)
+    status: str | None = None
+    #: raised while checking the inputs, before any training step: a rejected re-run of an existing
+    #: run (resume=, a requeue) leaves that run's results.json as it was
+    before_training: bool = False
+    #: metrics the stopped run reached (written with the record)
+    run_metrics: Mapping[str, float] = _NOTHING
+    #: other facts for the record (`pruned_at_epoch`, ...)
+    run_record: Mapping[str, Any] = _NOTHING
 
 
 def full_error_requested() -> bool:
@@ -29,7 +55,7 @@ def user_error(exc: BaseException) -> "TemplateError | None":
     return None
 
 
-class TemplateError(CompactHydraException):
+class TemplateError(CompactHydraException, RunError):
     """Base of the errors below: a message meant for the user, printed without a traceback."""
 
     #: raised while checking the inputs, before any training step (the run changed nothing yet)
