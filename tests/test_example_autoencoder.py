@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from expkit.run.module_checks import check_ignored_groups
 from expkit.errors import ConfigError
+from expkit.run.module_checks import check_ignored_groups
 from src.train import train
 from tests.helpers import FAST, compose_config, results
 from tests.test_any_module import SWEEP_FAST, cli, sweep_jobs
