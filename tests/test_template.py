@@ -158,6 +158,10 @@ def test_the_plain_clone_shows_no_template_syntax_outside_comments():
         for line in data.splitlines():
             if b"<!--=" in line or b"<!--%" in line:
                 assert line.lstrip().startswith((b"<!--", b"#| ")), (name, line)
+        lines = data.decode("utf-8", errors="replace").split("\n")
+        for number, (line, following) in enumerate(zip(lines, lines[1:], strict=False), 1):
+            # a Jinja line statement swallows the blank lines after it: the output would lose them
+            assert not (line.lstrip().startswith("# %") and not following.strip()), (name, number)
     workflow = yaml.safe_load((ROOT / ".github/workflows/update-template.yml").read_text())
     assert workflow["jobs"]["update"]["if"] is False
 
@@ -336,3 +340,15 @@ def test_update_from_an_earlier_version_keeps_the_users_edits(template, tmp_path
     assert conflicted.stdout == "", conflicted.stdout
     give_venv(project)
     make(project, "test", f"ARGS={PROJECT_TESTS} tests/test_mine.py")
+
+
+def test_update_template_outside_a_generated_project_is_one_line():
+    """This repository's .copier-answers.yml is the template of one (no _src_path): refused."""
+    done = subprocess.run(
+        ["make", "-s", "update-template"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stdout.strip() == (
+        "no .copier-answers.yml with _src_path here: update-template works in a project "
+        "generated with copier (docs/generate-and-update.md)"
+    )
