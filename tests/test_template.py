@@ -267,18 +267,17 @@ def user_edits(project: Path) -> None:
         "        n = 1\n        for d in input_shape:\n            n *= d\n"
         "        super().__init__(nn.Flatten(), nn.Linear(n, num_classes))\n"
     )
-    mlp = (project / "configs/model/mlp.yaml").read_text()
     (project / "configs/model/my_net.yaml").write_text(
-        re.sub(
-            r"(?m)^  _target_: src\.models\.nets\.mlp\.MLP$",
-            "  _target_: src.models.nets.my_net.MyNet",
-            mlp,
-        ).replace("\n  hidden_sizes:", "\n  # hidden_sizes:")
+        "# my own net, in the classifier\n_target_: src.models.classifier.Classifier\n"
+        "optimizer: ${optimizer}\nscheduler: ${scheduler}\nmonitor: ${monitor.metric}\n"
+        "num_classes: ${data.num_classes}\nnet:\n  _target_: src.models.nets.my_net.MyNet\n"
+        "  input_shape: ${data.input_shape}\n  num_classes: ${data.num_classes}\n"
     )
     train = (project / "configs/train.yaml").read_text()
     (project / "configs/train.yaml").write_text(train.replace("\nseed: 42\n", "\nseed: 7\n"))
     (project / "tests/test_mine.py").write_text(
-        '"""My own test."""\n\n\ndef test_mine():\n    assert 1 + 1 == 2\n'
+        '"""My own test."""\n\nimport torch\n\nfrom src.models.nets.my_net import MyNet\n\n\n'
+        "def test_my_net():\n    assert MyNet([1, 8, 8], 10)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)\n"
     )
     (project / "configs/experiment/digits_cnn.yaml").unlink()
     run(["git", "init", "-q"], project)
