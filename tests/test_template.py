@@ -279,7 +279,8 @@ def user_edits(project: Path) -> None:
         '"""My own test."""\n\nimport torch\n\nfrom src.models.nets.my_net import MyNet\n\n\n'
         "def test_my_net():\n    assert MyNet([1, 8, 8], 10)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)\n"
     )
-    (project / "configs/experiment/digits_cnn.yaml").unlink()
+    for example in ("src/models/gan.py", "configs/model/gan.yaml", "tests/test_example_gan.py"):
+        (project / example).unlink()  # the GAN example, its config and its tests
     run(["git", "init", "-q"], project)
     run(["git", "add", "-A"], project)
     run(["git", *GIT_ID, "commit", "-q", "-m", "generated, then my edits"], project)
@@ -329,7 +330,8 @@ def test_update_from_an_earlier_version_keeps_the_users_edits(template, tmp_path
         project / "tests/test_mine.py"
     ).is_file()
     assert "\nseed: 7\n" in (project / "configs/train.yaml").read_text()
-    assert not (project / "configs/experiment/digits_cnn.yaml").exists()
+    assert not (project / "src/models/gan.py").exists()
+    assert not (project / "tests/test_example_gan.py").exists()
     conflicted = subprocess.run(
         ["git", "grep", "-l", "-e", "^<<<<<<< ", "-e", "^>>>>>>> "],
         cwd=project,
