@@ -19,6 +19,7 @@ import torch
 
 from expkit.errors import ConfigError, ExportError
 from expkit.run.fit_summary import fit_rows
+from expkit.run.plan import Monitor
 from expkit.run.record import RunRecord
 from expkit.run.summary import summary_text
 from src.eval import evaluate
@@ -107,7 +108,7 @@ def test_summary_names_metrics_files_and_the_eval_command(run):
 def test_summary_without_checkpoint_or_test_says_so(make_cfg):
     cfg = make_cfg("train", ["callbacks=none", "test=false"])
     record = RunRecord("train", cfg.paths.output_dir, metrics={"val/acc": 0.9})
-    record.summary_rows = fit_rows(cfg, record, trainer=None)
+    record.summary_rows = fit_rows(Monitor("val/acc", "max"), record, trainer=None)
     text = summary_text(record)
     assert "final" in text and "val/acc 0.9000" in text
     assert "none saved" in text and "python src/" not in text and "test/" not in text

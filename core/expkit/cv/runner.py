@@ -239,5 +239,5 @@ def cross_validate(
                 f"({failed}). cv_summary.md covers the {len(summary.completed)} completed. "
                 f"Run the others: python src/train.py resume={show_path(run_dir)}"
             )
-        require_optimized_metric(cfg, record.metrics)
+        require_optimized_metric(cfg.get("optimized_metric"), record.metrics)
     return record.metrics

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from expkit.callbacks.history import History, best_row, metric_columns
+from expkit.run.plan import Monitor
 from expkit.run.record import RunRecord
 from expkit.run.summary import command, existing, format_metrics, show_path
 from expkit.utils.metric_names import epoch_values, stage_of
@@ -67,10 +66,10 @@ def logger_rows(trainer: Any) -> list[tuple[str, str]]:
     return rows
 
 
-def fit_rows(cfg: DictConfig, record: RunRecord, trainer: Any) -> list[tuple[str, str]]:
+def fit_rows(monitor: Monitor, record: RunRecord, trainer: Any) -> list[tuple[str, str]]:
+    """The end-of-training summary's lines: epochs, final and best metrics, test, files, commands."""
     out = Path(record.output_dir)
-    monitor = cfg.get("monitor") or {}
-    metric, mode = monitor.get("metric"), monitor.get("mode", "max")
+    metric, mode = monitor.metric, monitor.mode
     history = _history(trainer)
     rows = history.rows if history is not None else []
     best = best_row(rows, metric, mode)

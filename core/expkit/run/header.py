@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from expkit import __version__ as library_version
 from expkit.run.config_files import CONFIG_ORDER
 from expkit.run.summary import show_path
 
@@ -38,7 +39,9 @@ def _hydra_choices_and_overrides() -> tuple[dict[str, str], list[str]] | None:
 def header_text(cfg: DictConfig) -> str:
     """`train → logs/train/runs/<run>` and the lines under it (choices, overrides, config files)."""
     output_dir = Path(cfg.paths.output_dir)
-    lines = [f"{cfg.get('task_name', 'run')} → {show_path(output_dir)}"]
+    lines = [
+        f"{cfg.get('task_name', 'run')} → {show_path(output_dir)}   (expkit {library_version})"
+    ]
     composed = _hydra_choices_and_overrides()
     if composed is not None:
         choices, overrides = composed

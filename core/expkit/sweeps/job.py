@@ -53,12 +53,11 @@ def optimized_value(metrics: dict[str, float | str], cfg: DictConfig) -> float |
     return float(metrics[key])  # 'nan'/'inf' as text in results.json, a float for the sweeper
 
 
-def require_optimized_metric(cfg: DictConfig, metrics: dict[str, float | str]) -> None:
+def require_optimized_metric(key: str | None, metrics: dict[str, float | str]) -> None:
     """In a sweep, a job without the optimized metric failed: the sweeper has nothing to rank.
 
     Called inside the task, so the job's results.json says `failed` with this reason (a single
     run only gets the warning of `optimized_value`)."""
-    key = cfg.get("optimized_metric")
     if key and find(key, metrics) is None and in_multirun():
         raise MetricNotProducedError(
             f"optimized_metric={key!r} was not produced by this job (it produced: "

@@ -7,35 +7,31 @@ python src/train.py resume=logs/train/runs/<run>        # continue a run in its 
 python src/train.py cv.folds=5                        # 5-fold cross-validation (core/expkit/cv/)
 """
 
-from pathlib import Path
-
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import expkit.utils  # noqa: F401  (registers the config resolvers)
 from expkit.callbacks.finite_loss import fail_if_diverged, lr_hint
-from expkit.checkpoints.init_from import check_init_from, load_initial_weights
+from expkit.checkpoints.init_from import load_initial_weights
 from expkit.checkpoints.resume import (
     best_checkpoint,
-    checkpoint_to_resume,
     checkpoints_in_run,
     first_step_to_log,
     remove_requeue_checkpoints,
 )
-from expkit.checkpoints.target_policy import check_targets, trusted_targets
 from expkit.cv.runner import cross_validate, cross_validation
 from expkit.loggers.continued import continue_histories
 from expkit.loggers.hparams import log_hyperparameters
 from expkit.run.build import build_trainer
 from expkit.run.fit_summary import fit_metrics, fit_rows
 from expkit.run.lifecycle import open_run
-from expkit.run.module_checks import check_ignored_groups, check_monitored_metrics
+from expkit.run.module_checks import check_monitored_metrics
+from expkit.run.plan import plan_training
 from expkit.run.provenance import provenance_summary, write_provenance
 from expkit.run.record import RunRecord
 from expkit.run.setup import prepare_run
-from expkit.run.tags import check_tags
-from expkit.run.validate import fetch_data_first, validate_config
+from expkit.run.validate import fetch_data_first
 from expkit.sweeps.job import require_optimized_metric
 from expkit.utils.logging_utils import get_logger
 
@@ -70,19 +66,12 @@ def record_checkpoints(record: RunRecord, trainer: pl.Trainer) -> None:
 
 
 def check_inputs(cfg: DictConfig, record: RunRecord) -> None:
-    """What a training run checks before it builds or writes anything."""
-    validate_config(cfg)
-    check_ignored_groups(cfg)  # optimizer.lr=... for a module with its own optimizer: refused
-    cfg.tags = record.extra["tags"] = check_tags(cfg)
-    check_init_from(cfg)
-    if cfg.get("resume"):  # the config came partly from the run directory's overrides.yaml
-        check_targets(cfg, f"resume={cfg.resume}", trusted_targets(cfg))
-    if OmegaConf.select(cfg, "cv.fold") is not None:  # one fold of a cross-validation
-        record.extra["cv"] = {k: cfg.cv[k] for k in ("fold", "folds", "seed")}
+    """The checks of a cross-validation's parent run (it trains nothing itself)."""
+    record.extra.update(plan_training(cfg, find_checkpoint=False).record_facts())
 
 
 def train(cfg: DictConfig) -> dict[str, float | str]:
-    """One training run; with `cv.folds=k`, one per fold and their means (`core/expkit/cv/runner.py`)."""
+    """One training run; with `cv.folds=k`, one per fold and their means (`expkit.cv.runner`)."""
     if cross_validation(cfg):
         return cross_validate(cfg, train_run, check_inputs)
     return train_run(cfg)
@@ -91,32 +80,30 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
 def train_run(cfg: DictConfig) -> dict[str, float | str]:
     """Fit, test the best checkpoint, write the run's artifacts; return every final metric."""
     with open_run("train", cfg) as record:
-        check_inputs(cfg, record)
-        ckpt_path = checkpoint_to_resume(cfg)
-        record.extra["resumed_from"] = ckpt_path
-        provenance = write_provenance(Path(cfg.paths.output_dir))
-        record.extra["provenance"] = provenance_summary(provenance)
+        plan = plan_training(cfg)  # every input checked; nothing built or written yet
+        record.extra.update(plan.record_facts())
+        record.extra["provenance"] = provenance_summary(write_provenance(plan.output_dir))
         prepare_run(cfg)
         datamodule = instantiate(cfg.data, _convert_="all")
         fetch_data_first(datamodule)
         model = instantiate(cfg.model, _convert_="all")
-        if cfg.get("init_from") and ckpt_path is None:  # a resumed fine-tune has its own weights
-            report = load_initial_weights(model, cfg.init_from, cfg.get("init_from_keys"))
+        if plan.init_from and plan.resume_from is None:  # a resumed fine-tune has its own weights
+            report = load_initial_weights(model, plan.init_from, plan.init_from_keys)
             record.extra["init_from"] = report.to_dict()
         trainer = build_trainer(cfg, store_config=True)
-        continue_histories(trainer.loggers, first_step_to_log(ckpt_path))  # resume=, a requeue
+        continue_histories(trainer.loggers, first_step_to_log(plan.resume_from))
         # what the module logs (declared, or found by a dry run on one batch) vs what is watched
         logged = check_monitored_metrics(cfg, trainer, model, datamodule)
         log_hyperparameters(cfg, trainer, model, logged)
 
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=plan.resume_from, weights_only=True)
         record.add_metrics(fit_metrics(trainer))
         fail_if_diverged(record.metrics, epochs=trainer.current_epoch, hint=lr_hint(model))
         if trainer.is_global_zero:
             remove_requeue_checkpoints(record.output_dir)
-        if cfg.get("test", True):
+        if plan.test_after_fit:
             record.add_metrics(test_best_checkpoint(trainer, model, datamodule))
         record_checkpoints(record, trainer)
-        record.summary_rows = fit_rows(cfg, record, trainer)
-        require_optimized_metric(cfg, record.metrics)
+        record.summary_rows = fit_rows(plan.monitor, record, trainer)
+        require_optimized_metric(plan.optimized_metric, record.metrics)
     return record.metrics
