@@ -13,8 +13,9 @@ LINTED := $(wildcard src tests bench core)
 # (compat mode) so Hydra finds the plugins in its hydra_plugins namespace package. A project
 # generated with copier pins the template commit it came from instead (a git URL, subdirectory
 # core/); `make update-template` moves the pin.
+# % if not library_pinned
 LIBRARY = -e ./core --config-settings editable_mode=compat
-# % if library_pinned
+# % else
 # %   filter replace("#| ", "")
 #| LIBRARY = expkit@<!--= library_url =-->@<!--= _copier_conf.vcs_ref_hash =-->\#subdirectory=core
 # %   endfilter

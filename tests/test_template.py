@@ -326,6 +326,8 @@ def test_update_from_an_earlier_version_keeps_the_users_edits(template, tmp_path
         assert (project / "configs/optimizer/adamw_later.yaml").is_file()
         assert "test: true  # tested later" in (project / "configs/train.yaml").read_text()
         assert "show this help (later)" in (project / "Makefile").read_text()
+    pinned = run(["git", "rev-parse", "HEAD"], source).stdout.strip()
+    assert f"@{pinned}\\#subdirectory=core" in (project / "Makefile").read_text()  # the new pin
     assert (project / "src/models/nets/my_net.py").is_file() and (
         project / "tests/test_mine.py"
     ).is_file()
