@@ -30,6 +30,7 @@ from torch import Tensor
 
 from expkit.errors import ConfigError, NonFiniteLossError
 from expkit.utils.metric_names import epoch_values, stage_of
+from expkit.callbacks.lifecycle import LifecyclePart
 
 
 def lr_hint(module: object) -> str:
@@ -57,7 +58,7 @@ class _Window(NamedTuple):
     global_step: int
 
 
-class StopOnNonFiniteLoss(pl.Callback):
+class StopOnNonFiniteLoss(LifecyclePart):
     def __init__(self, check_every_n_steps: int = 50) -> None:
         if check_every_n_steps < 1:
             raise ConfigError(

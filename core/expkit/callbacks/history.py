@@ -21,11 +21,12 @@ import pytorch_lightning as pl
 from expkit.utils.atomic import atomic_open, atomic_path
 from expkit.utils.logging_utils import get_logger
 from expkit.utils.metric_names import base_name, epoch_values, lookup, stage_of
+from expkit.callbacks.lifecycle import LifecyclePart
 
 log = get_logger(__name__)
 
 
-class History(pl.Callback):
+class History(LifecyclePart):
     def __init__(
         self, output_dir: str, plot: bool = True, monitor: str | None = None, mode: str = "min"
     ) -> None:

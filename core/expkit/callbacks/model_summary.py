@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from expkit.utils.logging_utils import get_logger
+from expkit.callbacks.lifecycle import LifecyclePart
 
 log = get_logger(__name__)
 
@@ -51,7 +52,7 @@ def model_summary_text(model: nn.Module, max_depth: int = 2) -> str:
     return "\n".join([head, *body])
 
 
-class CompactModelSummary(pl.Callback):
+class CompactModelSummary(LifecyclePart):
     """Logs `model_summary_text` once per fit, on rank zero (console and the run's log)."""
 
     def __init__(self, max_depth: int = 2) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from expkit.utils.logging_utils import get_logger
+from expkit.callbacks.lifecycle import LifecyclePart, each_callback
 
 log = get_logger(__name__)
 
@@ -133,7 +134,7 @@ def _differs(a: Any, b: Any) -> bool:
         return a is not b
 
 
-class RestoredStateGuard(pl.Callback):
+class RestoredStateGuard(LifecyclePart):
     """Keeps restored callback state inside `run_dir` and the configured settings in force."""
 
     def __init__(self, run_dir: str | Path) -> None:
@@ -156,7 +157,9 @@ class RestoredStateGuard(pl.Callback):
                     self.run_dir,
                     "; ".join(dropped),
                 )
-        self._configured = [(c, _settings(c)) for c in trainer.callbacks if c is not self]
+        self._configured = [
+            (c, _settings(c)) for c in each_callback(trainer.callbacks) if c is not self
+        ]
 
     def _reapply(self) -> None:
         for callback, settings in self._configured:

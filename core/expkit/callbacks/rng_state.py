@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from expkit.utils.logging_utils import get_logger
+from expkit.callbacks.lifecycle import LifecyclePart
 
 log = get_logger(__name__)
 
@@ -73,7 +74,7 @@ def restore_rng_states(states: dict[str, Any]) -> None:
             )
 
 
-class RngStateInCheckpoint(pl.Callback):
+class RngStateInCheckpoint(LifecyclePart):
     """Saves the RNG states with each checkpoint; restores them when training resumes from one."""
 
     def __init__(self) -> None:

@@ -13,11 +13,12 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from expkit.errors import CheckpointError
+from expkit.callbacks.lifecycle import LifecyclePart
 
 CHECKPOINT_KEY = "run_config"
 
 
-class RunConfigInCheckpoint(pl.Callback):
+class RunConfigInCheckpoint(LifecyclePart):
     def __init__(self, run_config: dict[str, Any]) -> None:
         self.run_config = run_config
 

@@ -16,6 +16,7 @@ from expkit.errors import ConfigError
 from expkit.run.profiler import NoOpProfiler
 from expkit.utils.console_logging import quiet_third_party_tips
 from expkit.utils.logging_utils import get_logger
+from expkit.callbacks.lifecycle import install_lifecycle
 
 log = get_logger(__name__)
 
@@ -53,7 +54,9 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
     Every checkpoint is written atomically (`AtomicCheckpointIO`); with `store_config`, each one
     also carries the run's resolved config, so eval/predict/export need nothing else. Callback
     state restored from a checkpoint names files inside this run only, and the settings configured
-    now win over the restored ones (`RestoredStateGuard`).
+    now win over the restored ones (`RestoredStateGuard`). The template's own callbacks are
+    installed as the parts of one `RunLifecycle`, and per-batch hooks that a callback leaves empty
+    are not called (`install_lifecycle`).
     """
     quiet_third_party_tips()
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
@@ -69,6 +72,9 @@ def build_trainer(cfg: DictConfig, store_config: bool = False) -> pl.Trainer:
     loggers = instantiate_loggers(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv keeps the LR
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    callbacks = install_lifecycle(
+        callbacks
+    )  # our own callbacks as one (expkit/callbacks/lifecycle.py)
     # trainer.profiler=null: a profiler that costs nothing per hook (see expkit/run/profiler.py)
     extra: dict[str, Any] = {} if cfg.trainer.get("profiler") else {"profiler": NoOpProfiler()}
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)

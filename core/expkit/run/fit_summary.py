@@ -10,10 +10,13 @@ from expkit.run.plan import Monitor
 from expkit.run.record import RunRecord
 from expkit.run.summary import command, existing, format_metrics, show_path
 from expkit.utils.metric_names import epoch_values, stage_of
+from omegaconf import DictConfig
+from expkit.callbacks.lifecycle import each_callback
 
 
 def _history(trainer: Any) -> History | None:
-    return next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, History)), None)
+    callbacks = each_callback(getattr(trainer, "callbacks", []))
+    return next((c for c in callbacks if isinstance(c, History)), None)
 
 
 def fit_metrics(trainer: Any) -> dict[str, Any]:
