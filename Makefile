@@ -4,18 +4,28 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 LOCK   := requirements.lock
-# named after the contents it installs (lock + pyproject): a fresh clone or a branch switch that
-# only changes file times does not reinstall; an edited lock does
-STAMP  := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml core/pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
-# the library (core/): editable here, with a plain path entry (compat mode) so Hydra finds the
-# plugins in its hydra_plugins namespace package
-LIBRARY = -e ./core --config-settings editable_mode=compat
 # uv does not read pip's configuration: pip's mirror / wheel folders, as uv arguments
 UV_INDEX = $$($(PY) scripts/uv_index_args.py)
 ARGS   ?=
+# the folders ruff checks (a generated project may lack bench/)
+LINTED := $(wildcard src tests bench core)
+# The library (expkit): in this repository its core/ folder, editable, with a plain path entry
+# (compat mode) so Hydra finds the plugins in its hydra_plugins namespace package. A project
+# generated with copier pins the template commit it came from instead (a git URL, subdirectory
+# core/); `make update-template` moves the pin.
+# % if not library_pinned
+LIBRARY = -e ./core --config-settings editable_mode=compat
+# % else
+# %   filter replace("#| ", "")
+#| LIBRARY = expkit@<!--= library_url =-->@<!--= _copier_conf.vcs_ref_hash =-->\#subdirectory=core
+# %   endfilter
+# % endif
+# named after the contents it installs (lock + pyproject + library pin): a fresh clone or a branch switch that
+# only changes file times does not reinstall; an edited lock does
+STAMP  := $(VENV)/.installed-$(shell (cat $(LOCK) pyproject.toml core/pyproject.toml; echo '$(LIBRARY)') 2>/dev/null | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock train test test-fast check docs eval predict export sweep search summary runs bench bench-memory lint typecheck format clean
+.PHONY: help install lock train test test-fast check docs eval predict export sweep search summary runs bench bench-memory lint typecheck format clean update-template
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -73,6 +83,7 @@ sweep: $(STAMP) ## a small grid sweep: learning rate x seed, with a summary tabl
 runs: $(STAMP) ## one table of every run under logs/: make runs ARGS="--tag baseline --sort val/acc_best --desc"
 	$(PY) -m expkit.runs_table $(ARGS)
 
+# % if data_torchvision
 DATA_DIR ?= $(if $(wildcard ../shared/datasets/MNIST/raw),../shared/datasets,data)
 bench: $(STAMP) ## speed: plain PyTorch loop vs train.py on MNIST (DATA_DIR=folder holding MNIST/raw)
 	$(PY) bench/bench_train.py --data-dir $(DATA_DIR) $(ARGS)
@@ -80,23 +91,32 @@ bench: $(STAMP) ## speed: plain PyTorch loop vs train.py on MNIST (DATA_DIR=fold
 bench-memory: $(STAMP) ## memory: peak RSS of a one-epoch MNIST run vs Lightning alone (ARGS="--rival-dir DIR")
 	$(PY) bench/bench_memory.py --data-dir $(DATA_DIR) $(ARGS)
 
+# % endif
+# % if optuna
 search: $(STAMP) ## an Optuna study on digits (run it again to resume): make search ARGS="hydra.sweeper.n_trials=30"
 	$(PY) src/train.py -m hparams_search=digits_optuna $(ARGS)
 
+# % endif
 summary: $(STAMP) ## rebuild a sweep's summary: make summary SWEEP=logs/train/multiruns/<run>
 	@test -n "$(SWEEP)" || (echo "usage: make summary SWEEP=path/to/sweep_dir" && exit 2)
 	$(PY) -m expkit.sweeps.summary $(SWEEP) $(ARGS)
 
 lint: $(STAMP) ## ruff lint + format check
-	$(VENV)/bin/ruff check src tests bench core
-	$(VENV)/bin/ruff format --check src tests bench core
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 typecheck: $(STAMP) ## mypy over src/ and the library (settings in pyproject.toml)
-	$(VENV)/bin/mypy src core/expkit core/hydra_plugins
+	$(VENV)/bin/mypy src $(wildcard core/expkit core/hydra_plugins)
 
 format: $(STAMP) ## ruff fix + format
-	$(VENV)/bin/ruff check --fix src tests bench core
-	$(VENV)/bin/ruff format src tests bench core
+	$(VENV)/bin/ruff check --fix $(LINTED)
+	$(VENV)/bin/ruff format $(LINTED)
+
+update-template: ## take the template's later changes (copier update: your edits stay; conflicts inline), then reinstall
+	@test -f .copier-answers.yml && grep -q '^_src_path:' .copier-answers.yml || \
+		(echo "no .copier-answers.yml with _src_path here: update-template works in a project generated with copier (docs/generate-and-update.md)" && exit 2)
+	$(VENV)/bin/copier update --trust --defaults $(ARGS)
+	@$(MAKE) --no-print-directory install
 
 clean: ## remove run outputs, caches (keeps .venv and data/)
 	rm -rf logs/* .pytest_cache .ruff_cache outputs multirun lightning_logs

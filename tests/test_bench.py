@@ -5,7 +5,7 @@ import re
 import pytest
 
 from tests.helpers import run_cli
-from tests.test_data import write_mnist
+from tests.test_example_torchvision_data import write_mnist
 
 
 @pytest.mark.slow

@@ -196,16 +196,20 @@ def test_eval_config_composes(make_cfg):
     ("task", "overrides"),
     [
         ("train", ["trainer.max_epochs=2", "~callbacks.rich_progress_bar", "logger=csv", "seed=7"]),
+        # % if data_torchvision
         (
             "train",
             ["data=mnist", "optimizer.lr=1e-3", "+trainer.enable_progress_bar=false", "debug=fdr"],
         ),
+        # % endif
         (
             "train",
             ["callbacks=none", "tags=[a,b]", "paths.output_dir=/elsewhere/run", "cv.folds=3"],
         ),
         ("train", ["experiment=digits_cnn", "trainer.max_epochs=1", "hydra.job.name=x"]),
+        # % if data_torchvision
         ("eval", ["ckpt_path=/x/last.ckpt", "data=mnist", "data.batch_size=256", "seed=3"]),
+        # % endif
     ],
 )
 def test_the_test_helpers_compose_gives_hydras_config(tmp_path, task, overrides):

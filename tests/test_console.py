@@ -169,7 +169,8 @@ def test_a_missing_checkpoint_is_one_line(tmp_path):
         ("trainer.max_epoch=3", "trainer.max_epoch=3: trainer.max_epoch is not a key"),
         (
             "model=foo",
-            "Could not find 'model/foo'. Available options in 'model': autoencoder, cnn, gan, mlp",
+            "Could not find 'model/foo'. Available options in 'model': "
+            + ", ".join(sorted(p.stem for p in (ROOT / "configs" / "model").glob("*.yaml"))),
         ),
     ],
     ids=["misspelled-key", "unknown-option"],

@@ -5,7 +5,6 @@ resume, DDP, Optuna) are marked slow.
 """
 
 import json
-import math
 import signal
 import statistics
 import subprocess
@@ -390,32 +389,3 @@ def test_cross_validation_under_ddp_runs_every_fold_on_every_rank(tmp_path, cach
     parent = results(run)
     assert parent["status"] == "failed" and parent["cv"]["completed"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no stray rank directories
-
-
-@pytest.mark.slow
-def test_optuna_optimizes_the_mean_over_folds(tmp_path, cache_dir):
-    import optuna
-
-    args = [
-        "-m",
-        "hparams_search=digits_optuna",
-        "hydra.sweeper.n_trials=2",
-        "cv.folds=2",
-        "trainer.max_epochs=1",
-        *ONE_EPOCH[1:],
-        f"paths.log_dir={tmp_path}",
-        f"paths.cache_dir={cache_dir}",
-    ]
-    code, out = cli_train(args, tmp_path)
-    assert code == 0, out[-3000:]
-    study_dir = tmp_path / "train" / "optuna" / "digits_optuna"
-    study = optuna.load_study(
-        study_name="digits_optuna", storage=f"sqlite:///{study_dir}/optuna.db"
-    )
-    assert len(study.trials) == 2
-    for trial in study.trials:
-        assert trial.state == optuna.trial.TrialState.COMPLETE
-        folds = [results(study_dir / str(trial.number) / f"fold_{k}") for k in range(2)]
-        mean = statistics.fmean(f["metrics"]["val/acc_best"] for f in folds)
-        assert math.isclose(trial.value, mean, abs_tol=1e-12)
-        assert results(study_dir / str(trial.number))["metrics"]["val/acc_best"] == trial.value

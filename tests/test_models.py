@@ -1,18 +1,13 @@
 """The LightningModules: metrics declared once, the fast attribute path, regression end to end."""
 
-import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassF1Score
 
-from expkit.errors import ConfigError
 from src.models.classifier import Classifier
 from src.models.nets.mlp import MLP
-from src.models.regressor import Regressor
-from src.train import train
-from tests.helpers import FAST
 
 
 def _classifier(cls=Classifier, num_classes: int = 3) -> Classifier:
@@ -30,12 +25,6 @@ def test_logged_metrics_are_derived_from_the_declarations():
         "test/loss",
         "test/acc",
     )
-    assert set(Regressor.LOGGED_METRICS) == {
-        *(f"{s}/{m}" for s in ("train", "val", "test") for m in ("loss", "mse", "mae")),
-        "val/r2",
-        "test/r2",
-        "val/mse_best",
-    }
 
 
 class WithF1(Classifier):
@@ -71,37 +60,3 @@ def test_fast_setattr_keeps_module_semantics():
     assert "extra" in dict(model.named_children()) and "scale" in dict(model.named_parameters())
     model.scale = None  # assigning None to a parameter keeps it a (now empty) parameter slot
     assert "scale" in model._parameters
-
-
-def test_regression_trains_end_to_end_on_the_bundled_table(make_cfg):
-    cfg = make_cfg("train", [*FAST, "experiment=diabetes_regression", "trainer.max_epochs=25"])
-    metrics = train(cfg)
-    assert {"test/mse", "test/mae", "test/r2", "val/mse_best"} <= set(metrics)
-    assert metrics["test/r2"] > 0.2  # ordinary least squares reaches ~0.45 on this table
-    ckpt = torch.load(metrics_best_ckpt(cfg), map_location="cpu", weights_only=True)
-    stats = ckpt["TableDataModule"]["fitted"]["target_stats"]
-    assert ckpt["state_dict"]["target_mean"] == pytest.approx(stats[0])  # units travel with it
-
-
-def metrics_best_ckpt(cfg) -> str:
-    import json
-    from pathlib import Path
-
-    return json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())["best_model_path"]
-
-
-CLASSIFY = ["monitor.metric=val/acc", "monitor.mode=max", "optimized_metric=val/acc"]
-REGRESS = ["monitor.metric=val/mse", "monitor.mode=min", "optimized_metric=val/mse"]
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (["experiment=diabetes_regression", "model=mlp", *CLASSIFY], "use model=regressor"),
-        (["model=regressor", *REGRESS], "predicts one target, but data.num_classes=10"),
-    ],
-)
-def test_a_model_for_the_other_task_is_refused(make_cfg, overrides, message):
-    cfg = make_cfg("train", [*FAST, *overrides, "trainer.max_epochs=1"])
-    with pytest.raises(ConfigError, match=message):
-        train(cfg)

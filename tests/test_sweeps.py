@@ -13,7 +13,6 @@ import subprocess
 from itertools import product
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
@@ -24,10 +23,8 @@ from omegaconf import OmegaConf, open_dict
 
 from expkit.sweeps import summary as sweep_summary
 from expkit.sweeps.ddp import job_command
-from hydra_plugins.expkit_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
 from src.train import train
 from tests.helpers import CONFIG_DIR, FAST, ROOT, results, run_cli
-from tests.test_optuna import StandInLauncher
 
 #: every command-line sweep below: one short epoch, no printed config or summaries, light logger
 SWEEP_FAST = [
@@ -137,27 +134,6 @@ def test_submitit_local_jobs_share_the_sweep_directory(tmp_path):
     assert [j.name for j in jobs] == ["0", "1"]
     assert all(results(j)["status"] == "completed" for j in jobs)
     assert (sweep / ".submitit").is_dir() and (sweep / "summary.csv").is_file()
-
-
-@pytest.mark.slow
-def test_optuna_study_resumes_when_the_same_command_runs_again(tmp_path):
-    search = ["hparams_search=digits_optuna", NO_CURVES]
-    run_sweep([*search, "hydra.sweeper.n_trials=3"], tmp_path)
-    proc = run_sweep([*search, "hydra.sweeper.n_trials=5"], tmp_path)
-    assert "3 trials so far" in proc.stdout + proc.stderr
-
-    sweep = tmp_path / "train" / "optuna" / "digits_optuna"
-    study = optuna.load_study(study_name="digits_optuna", storage=f"sqlite:///{sweep}/optuna.db")
-    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    jobs = job_dirs(sweep)
-    assert [j.name for j in jobs] == ["0", "1", "2", "3", "4"]  # job k = trial k, none overwritten
-    for trial, job in zip(study.trials, jobs, strict=True):
-        assert results(job)["metrics"]["val/acc_best"] == pytest.approx(trial.value)
-    table = pd.read_csv(sweep / "summary.csv")
-    assert sorted(table["job"]) == [0, 1, 2, 3, 4]
-    assert table["val/acc_best"].iloc[0] == pytest.approx(study.best_value)
-    assert (sweep / "optimization_results.yaml").is_file()
 
 
 @pytest.mark.slow
@@ -286,38 +262,6 @@ def test_a_diverged_run_without_the_step_guard_is_still_failed(make_cfg):
         train(cfg)
 
 
-def test_resumed_study_runs_only_the_missing_trials_and_numbers_on(tmp_path):
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
-    for value in (0.5, 0.7):
-        trial = study.ask()
-        study.tell(trial, value)
-    study.ask()  # left RUNNING, as by a sweep that was killed
-    sweeper = ResumableOptunaSweeper(
-        sampler=optuna.samplers.TPESampler(seed=0),
-        direction="maximize",
-        storage=storage,
-        study_name="s",
-        n_trials=5,
-        n_jobs=1,
-        max_failure_rate=1.0,
-        search_space=None,
-        custom_search_space=None,
-        params=None,
-    )
-    sweep = tmp_path / "sweep"
-    sweeper.config = sweeper.sweeper.config = OmegaConf.create(
-        {"hydra": {"sweep": {"dir": str(sweep)}}}
-    )
-    launcher = sweeper.sweeper.launcher = StandInLauncher([[0.6], [0.8]], sweep)
-    sweeper.sweep([])
-    # 2 trials more (n_trials is the size the study reaches), as jobs 3 and 4 (job k = trial k)
-    assert [idx for idx, _ in launcher.calls] == [3, 4]
-    states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]
-    complete, fail = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
-    assert states == [complete, complete, fail, complete, complete]
-
-
 @pytest.fixture
 def multirun_job(tmp_path):
     """Hydra's config of job #1 of `python src/train.py -m trainer=ddp_sim optimizer.lr=...`."""
@@ -366,20 +310,6 @@ def test_only_rank_zero_calls_a_multirun_job_failed(
     assert verdict in caplog.text and "Connection closed by peer" in caplog.text
     if rank != "0":
         assert "failed" not in caplog.text
-
-
-@pytest.mark.parametrize("search", ["digits_optuna", "mnist_optuna"])
-def test_hparams_searches_are_resumable_and_search_existing_keys(search):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hparams_search={search}"], return_hydra_config=True)
-    sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("ResumableOptunaSweeper")
-    assert "${now:" not in OmegaConf.to_yaml(cfg.hydra.sweep)  # fixed: found again on resume
-    assert sweeper.storage == f"sqlite:///{cfg.hydra.sweep.dir}/optuna.db"
-    assert sweeper.direction == {"max": "maximize", "min": "minimize"}[cfg.monitor.mode]
-    for key in sweeper.params:
-        assert OmegaConf.select(cfg, key) is not None, f"{search} searches {key}, not in the config"
 
 
 def test_launcher_presets_instantiate():
