@@ -41,9 +41,20 @@ ALL_KEPT: dict[str, bool] = {
 MINIMAL = dict.fromkeys(ALL_KEPT, False)
 MIXED = {**MINIMAL, "data_csv": True, "model_regressor": True, "model_gan": True, "optuna": True}
 
-#: the earlier template version the update test starts from: a commit of this repository (later,
-#: the commit CHANGELOG.md names for the previous release, used when its tag is absent)
-OLD_VERSION = os.environ.get("TEMPLATE_OLD_VERSION", "")
+
+def previous_release() -> tuple[str, str]:
+    """`(version, commit)` of the newest release CHANGELOG.md names with its commit: the template
+    version the update test starts from (its tag may not have travelled with main; its commit has)."""
+    for line in (ROOT / "CHANGELOG.md").read_text().splitlines():
+        match = re.match(r"## (\d+\.\d+\.\d+) \(.*\), commit ([0-9a-f]{7,40})\b", line)
+        if match:
+            return match.group(1), match.group(2)
+    raise AssertionError("CHANGELOG.md names no released version with its commit")
+
+
+#: the earlier template version the update test starts from (TEMPLATE_OLD_VERSION: another ref;
+#: empty: this working tree, updated to a later commit the test makes)
+OLD_VERSION = os.environ.get("TEMPLATE_OLD_VERSION", previous_release()[1])
 
 #: the generated project's test selection, until the library move (issue 21) leaves only the
 #: template's own tests in tests/: the config tests (every model x data option builds and steps)
@@ -322,7 +333,9 @@ def test_update_from_an_earlier_version_keeps_the_users_edits(template, tmp_path
             "_commit"
         ]
     )
-    if not OLD_VERSION:
+    if OLD_VERSION:  # what the newer template brings: its changelog's entries
+        assert "## 1.1.0" in (project / "CHANGELOG.md").read_text()
+    else:
         assert (project / "configs/optimizer/adamw_later.yaml").is_file()
         assert "test: true  # tested later" in (project / "configs/train.yaml").read_text()
         assert "show this help (later)" in (project / "Makefile").read_text()
