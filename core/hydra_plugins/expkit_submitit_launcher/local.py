@@ -34,11 +34,17 @@ from omegaconf import open_dict
 
 from expkit.sweeps import failed_jobs as _failed_jobs
 from hydra_plugins.expkit_submitit_launcher.launcher import submitit_job_params
+from hydra_plugins.expkit_joblib_launcher.schemas import store_schemas
 
 log = logging.getLogger(__name__)
 
 CONTROLLER = "hydra_plugins.expkit_submitit_launcher._local_controller"
 ENV_TIMEOUT = "TOLERANT_JOB_TIMEOUT_S"  # the same name in _local_controller.py
+
+
+# a job's process composes its sweep config again, with no plugin hook run first: our schema
+# must be in place as soon as this module is imported (unpickling the launcher imports it)
+store_schemas()
 
 
 class TolerantLocalLauncher(LocalLauncher):
