@@ -13,12 +13,16 @@ LIBRARY = -e ./core --config-settings editable_mode=compat
 # uv does not read pip's configuration: pip's mirror / wheel folders, as uv arguments
 UV_INDEX = $$($(PY) scripts/uv_index_args.py)
 ARGS   ?=
+# the suites on 2 workers (CI has 2 cores); tests that must not overlap share an xdist_group
+# (one SLURM cluster, the GPU pool, the hung-job time limits), which --dist loadgroup keeps on one worker
+JOBS   ?= 2
+XDIST   = -n $(JOBS) --dist loadgroup
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock train test test-fast check docs eval predict export sweep search summary runs bench bench-memory lint typecheck format clean
+.PHONY: help install lock train test test-template test-library test-fast check docs eval predict export sweep search summary runs bench bench-memory lint typecheck format clean
 
 help: ## show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,8 +47,13 @@ lock: ## re-resolve requirements.txt into requirements.lock (ARGS=--upgrade: tak
 train: $(STAMP) ## train + test the default model on the bundled digits (ARGS="model=cnn ..." to override)
 	$(PY) src/train.py $(ARGS)
 
-test: check ## lint + type check + the whole test suite, slow tests included (what CI runs)
-	$(PY) -m pytest $(ARGS)
+test: check test-template test-library ## check + the template's tests + the library's tests from its wheel (what CI runs)
+
+test-template: $(STAMP) ## the template's own tests: every model x data config, the examples, README/docs commands
+	$(PY) -m pytest tests $(XDIST) $(ARGS)
+
+test-library: $(STAMP) ## the library's tests against its wheel in a fresh venv (scripts/test_library_wheel.sh)
+	PY=$(PY) scripts/test_library_wheel.sh $(XDIST) $(ARGS)
 
 check: lint typecheck docs ## ruff (lint + format), mypy, pip check and the docs build: fails on any finding
 	$(PY) -m pip check
@@ -52,7 +61,7 @@ check: lint typecheck docs ## ruff (lint + format), mypy, pip check and the docs
 docs: $(STAMP) ## build the docs site into site/ (mkdocs build --strict: a broken link or a page missing from the nav fails)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
-test-fast: $(STAMP) ## the fast tests only (skips those marked slow), one module per worker (module fixtures train once)
+test-fast: $(STAMP) ## the fast tests of both (skips those marked slow), from the checkout, one module per worker
 	$(PY) -m pytest -m "not slow" -n auto --dist loadscope $(ARGS)
 
 eval: $(STAMP) ## evaluate a checkpoint: make eval CKPT=logs/train/runs/<run>/checkpoints/last.ckpt

@@ -1,4 +1,4 @@
-"""Faults on cue, for the tests: callbacks added with `+callbacks.fault._target_=tests.fault_injection.X`.
+"""Faults on cue, for the tests: callbacks added with `+callbacks.fault._target_=fault_injection.X`.
 
 Each fires once, at the start of training batch `batch` of epoch `epoch`, through the same path a
 real fault takes (a real signal to this process, a real exception, real NaN inputs).

@@ -1,5 +1,8 @@
-"""What many tests need: configs composed as the command line would, the command line itself,
-a run's results, and faults on cue. One definition each."""
+"""What many of the library's tests need: configs composed as the command line would, the command
+line itself, a run's results, and faults on cue. One definition each.
+
+The tests run against the test bed `project/` (conftest.py says why and how), never against the
+folder this file is in: `ROOT` is the test bed."""
 
 import copy
 import os
@@ -16,9 +19,13 @@ from expkit.run import compose as _compose
 from expkit.run.cli import as_additions, is_config_group
 from expkit.run.record import RunRecord
 
-ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS / "project"
 CONFIG_DIR = ROOT / "configs"
 PYTHON = sys.executable
+#: what a spawned command needs on its path: the test bed's `src` and these tests' modules (the
+#: fault-injection callbacks and test modules that tests name as `_target_`s)
+PYTHONPATH = os.pathsep.join([str(TESTS), str(ROOT)])
 
 #: keeps in-process runs short and quiet; tests add their own overrides after these (no
 #: curves.png: matplotlib's drawing costs ~0.2 s a run; the tests of the plot turn it back on)
@@ -35,12 +42,15 @@ __all__ = [
     "FAST",
     "PLOT",
     "PYTHON",
+    "PYTHONPATH",
+    "TESTS",
     "ROOT",
     "compose_config",
     "config_options",
     "fault",
     "results",
     "run_cli",
+    "threads_for_tests",
 ]
 
 
@@ -115,10 +125,9 @@ def config_options(group: str) -> list[str]:
 def run_cli(
     args: list[str], cwd: Path = ROOT, timeout: int = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run a command line as a user would type it (`python src/train.py ...`), this checkout first
-    on the path (its src/ and its hydra_plugins/)."""
+    """Run a command line as a user would type it (`python src/train.py ...`) in the test bed."""
     environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environ.get("PYTHONPATH")]))
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PYTHONPATH, environ.get("PYTHONPATH")]))
     return subprocess.run(
         [PYTHON, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environ
     )
@@ -130,6 +139,12 @@ def results(run_dir: Path | str) -> dict:
 
 
 def fault(kind: str, **params: object) -> list[str]:
-    """Overrides adding a fault-injection callback (`tests/fault_injection.py`)."""
-    overrides = [f"+callbacks.fault._target_=tests.fault_injection.{kind}"]
+    """Overrides adding a fault-injection callback (`core/tests/fault_injection.py`)."""
+    overrides = [f"+callbacks.fault._target_=fault_injection.{kind}"]
     return overrides + [f"+callbacks.fault.{k}={v}" for k, v in params.items()]
+
+
+def threads_for_tests(previous: int) -> int:
+    """Torch threads for a test (and for module fixtures whose runs tests compare against)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(previous, 2, (os.cpu_count() or 1) // workers))

@@ -24,10 +24,10 @@ from expkit.data.in_memory import InMemoryDataModule
 from expkit.errors import ConfigError, NonFiniteLossError
 from expkit.run.module_checks import check_ignored_groups
 from expkit.runs_table.cli import main as runs_table
+from helpers import FAST, PLOT, ROOT, compose_config, fault, results, run_cli
 from src.eval import evaluate
 from src.models.gan import GAN
 from src.train import train
-from tests.helpers import FAST, PLOT, ROOT, compose_config, fault, results, run_cli
 
 EXAMPLES = {
     "autoencoder": ("val_loss", "test_loss", ["train_loss", "val_loss"]),
@@ -102,7 +102,7 @@ def own_module(target: str, monitor: str | None = "loss/val") -> list[str]:
     """Overrides for a module defined in this file, configured on the command line alone."""
     args = [
         "~model",
-        f"+model._target_=tests.test_any_module.{target}",
+        f"+model._target_=test_any_module.{target}",
         "+model.input_shape=${data.input_shape}",
         "+model.num_classes=${data.num_classes}",
     ]
@@ -226,7 +226,7 @@ def test_the_dry_run_leaves_the_run_unchanged(tmp_path, cache_dir):
     common = [*FAST, "trainer.max_epochs=1", "trainer.limit_train_batches=5", "model=gan"]
     common += ["data.augment=true"]
     checked = train(compose_config("train", tmp_path / "a", common, cache_dir))
-    declared = [*common, "model._target_=tests.test_any_module.DeclaredGAN"]
+    declared = [*common, "model._target_=test_any_module.DeclaredGAN"]
     unchecked = train(compose_config("train", tmp_path / "b", declared, cache_dir))
     assert checked == unchecked
 

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from tests.helpers import run_cli
-from tests.test_data import write_mnist
+from helpers import run_cli
+from test_data import write_mnist
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PYTHON, ROOT, run_cli
+from helpers import PYTHON, PYTHONPATH, ROOT, run_cli
 
 EPOCHS = 3
 #: nothing of this may reach the console of a default run
@@ -57,7 +57,7 @@ def in_a_terminal(args: list[str], cwd: Path, columns: int = 120) -> str:
     """Run `python args…` with a pty as its stdout and stderr; everything it wrote."""
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PYTHONPATH, env.get("PYTHONPATH")]))
     proc = subprocess.Popen([PYTHON, *args], cwd=cwd, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     out = bytearray()
@@ -196,7 +196,7 @@ def complete(line: str, path: str | None = None) -> list[str]:
         "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _template_hydra_complete; "
         'printf "%s\\n" "${COMPREPLY[@]}"'
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
     if path:
         env["PATH"] = path
     proc = subprocess.run(
@@ -216,7 +216,7 @@ def test_completion_with_an_activated_venv():
 
 
 def test_completion_answers_before_lightning_is_imported():
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COMP_LINE": "python src/train.py mod"}
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "COMP_LINE": "python src/train.py mod"}
     env["COMP_POINT"] = str(len(env["COMP_LINE"]))
     proc = subprocess.run(
         [PYTHON, "-X", "importtime", "src/train.py", "-sc", "query=bash"],

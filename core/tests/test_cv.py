@@ -20,9 +20,8 @@ from hydra.utils import instantiate
 from expkit.cv.runner import FoldsFailedError
 from expkit.errors import ConfigError
 from expkit.sweeps.summary import write_summary
+from helpers import FAST, PLOT, ROOT, compose_config, fault, results, run_cli, threads_for_tests
 from src.train import train
-from tests.conftest import threads_for_tests
-from tests.helpers import FAST, PLOT, ROOT, compose_config, fault, results, run_cli
 
 ONE_EPOCH = [*FAST, "trainer.max_epochs=1"]
 
@@ -67,7 +66,7 @@ def test_folds_partition_the_training_split_and_leave_test_alone(make_cfg, data,
 
 @pytest.mark.parametrize("layout", ["one-folder", "split-folders"])
 def test_image_folder_folds_use_train_and_val_images_and_keep_test(tmp_path, layout):
-    from tests.test_own_data import image_dm, write_images
+    from test_own_data import image_dm, write_images
 
     root = tmp_path / "imgs"
     if layout == "one-folder":

@@ -3,7 +3,7 @@ exit does for Python code still happens, and the exit status is the one `sys.exi
 
 import pytest
 
-from tests.helpers import run_cli
+from helpers import run_cli
 
 CHILD = """
 import atexit, sys, threading, time

@@ -22,9 +22,9 @@ from expkit.errors import (
     NonFiniteLossError,
 )
 from expkit.run.cli import unknown_key_hints
+from helpers import FAST, ROOT, compose_config, fault, results, run_cli
 from src.eval import evaluate
 from src.train import train
-from tests.helpers import FAST, ROOT, compose_config, fault, results, run_cli
 
 
 def assert_nothing_trained(run_dir: Path, error: Exception) -> None:

@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
+from helpers import FAST
 from src.train import train
-from tests.helpers import FAST
 
 pytestmark = [
     pytest.mark.gpu,
@@ -41,8 +41,8 @@ def test_gpu_pool_runs_each_job_on_a_real_gpu(tmp_path):
     the GPU the pool gave it (as cuda:0), records its name, and the summary shows it."""
     import pandas as pd
 
-    from tests.test_gpu_pool import GPU_POOL_GPU, check_sweep
-    from tests.test_sweeps import only_sweep_dir, run_sweep
+    from test_gpu_pool import GPU_POOL_GPU, check_sweep
+    from test_sweeps import only_sweep_dir, run_sweep
 
     gpus = [str(i) for i in range(torch.cuda.device_count())]
     t0 = time.perf_counter()

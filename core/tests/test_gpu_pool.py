@@ -5,7 +5,7 @@ and the jobs train with `trainer=cpu`, yet each still gets its own slot, records
 ever holds two jobs at once (checked against the pool's own log, `.gpus/assignments.jsonl`). The
 pieces (which GPUs, the slots, the scheduling, the slot lock) are tested in-process with
 stand-in processes, in about a second each; the sweeps through the command line are `slow`.
-The same sweep on real GPUs is in tests/test_gpu.py.
+The same sweep on real GPUs is in core/tests/test_gpu.py.
 """
 
 import json
@@ -23,9 +23,12 @@ from omegaconf import OmegaConf
 
 from expkit.run import gpu_slot
 from expkit.sweeps import summary as sweep_summary
+from helpers import ROOT, results, run_cli
 from hydra_plugins.expkit_gpu_pool_launcher import _pool, _worker
-from tests.helpers import ROOT, results, run_cli
-from tests.test_sweeps import NO_CURVES, SWEEP_FAST, job_dirs, only_sweep_dir, run_sweep
+from test_sweeps import NO_CURVES, SWEEP_FAST, job_dirs, only_sweep_dir, run_sweep
+
+#: with `-n`, one worker runs every test here: slots, locks and kill timings on one machine
+pytestmark = pytest.mark.xdist_group("gpu_pool")
 
 #: the key of results.json that holds the job's GPU
 GPU_POOL_GPU = "gpu"
@@ -345,7 +348,7 @@ def check_sweep(sweep: Path, jobs: int, gpus: list[str], jobs_per_gpu: int) -> d
 
 GPU_POOL = ["hydra/launcher=gpu_pool", "trainer=cpu", NO_CURVES]
 KILLED_AT_START = [  # the job with fault epoch 0 kills itself (SIGKILL) at its first batch
-    "+callbacks.fault._target_=tests.fault_injection.SignalAt",
+    "+callbacks.fault._target_=fault_injection.SignalAt",
     "+callbacks.fault.name=KILL",
 ]
 

@@ -3,8 +3,8 @@
 import csv
 from pathlib import Path
 
+from helpers import FAST, PLOT
 from src.train import train
-from tests.helpers import FAST, PLOT
 
 HALF = [*FAST, "trainer.val_check_interval=0.5", "trainer.limit_train_batches=6"]
 HALF_PLOTTED = [*HALF, PLOT]

@@ -18,8 +18,8 @@ from hydra.utils import instantiate
 
 from expkit.checkpoints.init_from import load_initial_weights
 from expkit.errors import CheckpointError, ConfigError
+from helpers import FAST, compose_config, run_cli
 from src.train import train
-from tests.helpers import FAST, compose_config, run_cli
 
 ONE_EPOCH = [*FAST, "trainer.max_epochs=1", "logger=none"]
 HEAD = ["net.layers.10.weight", "net.layers.10.bias"]  # MLP's last Linear (the classifier)

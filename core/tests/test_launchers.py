@@ -4,8 +4,8 @@ how it ended; the other jobs finish; the summary is written; the sweep exits 0.
 
 The pieces run in-process with stand-in processes (the pool's time limit, submitit's controller,
 the settings); the sweeps through the command line are `slow` (real signals from
-tests/fault_injection.py). The GPU pool's own kill test is in tests/test_gpu_pool.py, SLURM's in
-tests/test_slurm.py.
+core/tests/fault_injection.py). The GPU pool's own kill test is in core/tests/test_gpu_pool.py, SLURM's in
+core/tests/test_slurm.py.
 """
 
 import json
@@ -23,10 +23,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from expkit.sweeps import failed_jobs as _failed_jobs
+from helpers import CONFIG_DIR, PYTHONPATH, results
 from hydra_plugins.expkit_gpu_pool_launcher import _pool
 from hydra_plugins.expkit_submitit_launcher import _local_controller
-from tests.helpers import CONFIG_DIR, ROOT, results
-from tests.test_sweeps import NO_CURVES, job_dirs, only_sweep_dir, overrides, run_sweep
+from test_sweeps import NO_CURVES, job_dirs, only_sweep_dir, overrides, run_sweep
 
 #: the time limit of the sweeps below: well beyond a job's start on a loaded 2-core machine
 #: (submitit starts the three jobs at once; the job that kills itself must die by its own SIGKILL)
@@ -34,7 +34,7 @@ TIME_LIMIT = "hydra.launcher.job_timeout_s=120"
 #: three jobs, each sending itself a signal at its first batch: SIGKILL (dies), SIGSTOP (hangs),
 #: SIGCONT (nothing happens to a running process: it completes)
 KILL_AND_STOP = [
-    "+callbacks.fault._target_=tests.fault_injection.SignalAt",
+    "+callbacks.fault._target_=fault_injection.SignalAt",
     "+callbacks.fault.name=KILL,STOP,CONT",
     "+callbacks.fault.epoch=0",
 ]
@@ -110,7 +110,7 @@ def test_the_submitit_controller_records_a_killed_and_a_hung_task(tmp_path):
             "SUBMITIT_STDERR_TO_STDOUT": "",
             "SUBMITIT_LOCAL_WITH_SHELL": "",
             _local_controller.ENV_TIMEOUT: limit,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": PYTHONPATH,
         }
         proc = subprocess.run(
             [sys.executable, "-m", _local_controller.__name__, str(folder)],
@@ -145,6 +145,7 @@ def check_killed_and_stopped(sweep: Path, lost: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("hung_jobs")  # with `-n`: one after the other (time limits)
 def test_joblib_sweep_survives_a_killed_and_a_hung_job(tmp_path):
     run_sweep(
         [
@@ -161,6 +162,7 @@ def test_joblib_sweep_survives_a_killed_and_a_hung_job(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("hung_jobs")  # with `-n`: one after the other (time limits)
 def test_submitit_local_sweep_survives_a_killed_and_a_hung_job(tmp_path):
     run_sweep(
         ["hydra/launcher=submitit_local", TIME_LIMIT, *KILL_AND_STOP,

@@ -2,7 +2,7 @@
 history per run directory, the same MLflow run, the same W&B run id (offline).
 
 Each logger's test trains digits in-process until a crash at the start of epoch 2 (the fault
-injection of tests/fault_injection.py), then continues to `max_epochs=3`, either as
+injection of core/tests/fault_injection.py), then continues to `max_epochs=3`, either as
 `resume=<run_dir>` or as a requeue does it (the same directory and overrides, no `resume=`), and
 reads the history back through the tracker's own reader (csv, TensorBoard's EventAccumulator,
 MlflowClient, the W&B offline file). Further cases: a resume from a checkpoint older than the logs
@@ -22,9 +22,9 @@ import pytest
 
 from expkit.errors import RunDirLockedError
 from expkit.loggers.run_ids import RUN_IDS_FILE, stored_id, stored_ids
+from helpers import FAST, compose_config, fault, results, run_cli
 from src.train import train
-from tests.helpers import FAST, compose_config, fault, results, run_cli
-from tests.test_trust import hold_lock
+from test_trust import hold_lock
 
 #: in-process runs: short, quiet, no plot; the logger is chosen per test
 QUICK = [o for o in FAST if not o.startswith("logger=")] + [

@@ -21,11 +21,11 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from expkit.callbacks.optuna_pruning import TrialPruned
+from helpers import PYTHONPATH, ROOT
 from hydra_plugins.expkit_optuna_sweeper._pruners import PrunerConfigError, make_pruner
 from hydra_plugins.expkit_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
-from tests.helpers import ROOT
 
-#: one short epoch per trial, light logging (as tests/test_sweeps.py)
+#: one short epoch per trial, light logging (as core/tests/test_sweeps.py)
 FAST = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=5",
@@ -44,7 +44,7 @@ MEDIAN_FROM_1 = "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner, n_
 def train_m(args: list[str], log_dir: Path, ok: bool = True) -> subprocess.CompletedProcess:
     """`python src/train.py -m <args>` under `log_dir`; with `ok`, it must exit 0."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PYTHONPATH, env.get("PYTHONPATH")]))
     command = [sys.executable, "src/train.py", "-m", *args, f"paths.log_dir={log_dir}"]
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
@@ -259,7 +259,7 @@ def test_an_unknown_pruner_is_one_line_before_any_trial(tmp_path):
     ("args", "task", "reason"),
     [
         (
-            ["+callbacks.fault._target_=tests.fault_injection.RaiseAt", "+callbacks.fault.epoch=0"],
+            ["+callbacks.fault._target_=fault_injection.RaiseAt", "+callbacks.fault.epoch=0"],
             "train",
             "RuntimeError: injected failure at epoch 0",
         ),
@@ -280,7 +280,7 @@ def test_each_failure_class_is_a_failed_trial(tmp_path, args, task, reason):
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_and_a_killed_parallel_job_is_a_failed_trial(tmp_path):
     kill = [
-        "+callbacks.fault._target_=tests.fault_injection.SignalAt",
+        "+callbacks.fault._target_=fault_injection.SignalAt",
         "+callbacks.fault.name=KILL",
         "+callbacks.fault.epoch=0",
     ]

@@ -2,8 +2,8 @@
 the one command that upgrades it, and resumes after that command; a study the sweeper wrote opens
 with Optuna's storage API and in optuna-dashboard, as `optuna-dashboard <storage>` reads it.
 
-`tests/data/optuna-2.10-study.db` was written once by optuna 2.10.1
-(`tests/data/make_optuna_210_study.py`): study `digits_optuna`, trials COMPLETE, PRUNED, FAIL.
+`core/tests/data/optuna-2.10-study.db` was written once by optuna 2.10.1
+(`core/tests/data/make_optuna_210_study.py`): study `digits_optuna`, trials COMPLETE, PRUNED, FAIL.
 """
 
 import json
@@ -21,12 +21,12 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from expkit.callbacks.optuna_pruning import TrialPruned
+from helpers import TESTS
 from hydra_plugins.expkit_optuna_sweeper._storage import StorageUpgradeNeeded
 from hydra_plugins.expkit_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
-from tests.helpers import ROOT
-from tests.test_optuna import StandInLauncher
+from test_optuna import StandInLauncher
 
-OLD_STUDY = ROOT / "tests" / "data" / "optuna-2.10-study.db"
+OLD_STUDY = TESTS / "data" / "optuna-2.10-study.db"
 #: digits_optuna's search space (configs/hparams_search/digits_optuna.yaml)
 PARAMS = {
     "optimizer.lr": "tag(log, interval(0.0003, 0.03))",

@@ -1,6 +1,6 @@
 """predict.py and export.py with modules and datamodules the template has never seen.
 
-The modules and the tutorial-style datamodule live in `tests/predict_modules.py` (none subclasses
+The modules and the tutorial-style datamodule live in `core/tests/predict_modules.py` (none subclasses
 anything of ours); their configs are registered here in Hydra's ConfigStore (as a user's own
 config file would be found), trained with `train.py` in-process, then predicted and exported
 through the task functions `python src/predict.py` / `python src/export.py` call. A checkpoint of
@@ -25,13 +25,13 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from expkit.errors import ConfigError, DiskFullError
+from helpers import FAST, ROOT, compose_config, results, run_cli
+from predict_modules import write_idx_mnist
 from src.export import export
 from src.predict import predict
 from src.train import train
-from tests.helpers import FAST, compose_config, results, run_cli
-from tests.predict_modules import write_idx_mnist
 
-MODULES = "tests.predict_modules"
+MODULES = "predict_modules"
 TRUST = (
     f"trusted_targets=[{MODULES}.TinyAutoEncoder,{MODULES}.DictPredictor,"
     f"{MODULES}.Untraceable,{MODULES}.PlainMNISTDataModule]"
@@ -148,7 +148,7 @@ def test_an_autoencoder_code_is_written_as_returned_never_as_classes(autoencoder
 
 
 def test_an_autoencoder_predicts_a_tensor_file_of_raw_images(autoencoder, make_cfg):
-    examples = Path(__file__).resolve().parents[1] / "docs" / "examples"
+    examples = ROOT / "docs" / "examples"
     metrics, _, out = _run("predict", make_cfg, autoencoder, f"input={examples}/digits_test10.pt")
     rows = _rows(out / "predictions.csv")
     assert metrics["predict/count"] == 10 and list(rows[0]) == [

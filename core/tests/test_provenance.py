@@ -19,8 +19,8 @@ from expkit.errors import ConfigError
 from expkit.run import provenance
 from expkit.run.provenance import installed_packages, provenance_summary, write_provenance
 from expkit.utils import atomic
+from helpers import FAST, compose_config, run_cli
 from src.train import train
-from tests.helpers import FAST, compose_config, run_cli
 
 GIT = shutil.which("git")
 needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed")

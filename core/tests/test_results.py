@@ -21,12 +21,11 @@ from expkit.errors import ConfigError, ExportError
 from expkit.run.fit_summary import fit_rows
 from expkit.run.record import RunRecord
 from expkit.run.summary import summary_text
+from helpers import FAST, PLOT, ROOT, compose_config, run_cli
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict
 from src.train import train
-from tests.doc_commands import python_snippet
-from tests.helpers import FAST, PLOT, ROOT, compose_config, run_cli
 
 EPOCHS = 3
 EXAMPLES = ROOT / "docs" / "examples"
@@ -285,27 +284,6 @@ def test_onnx_and_torchscript_match_pytorch_on_another_batch_size(exported, run)
     onnx_out = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
     assert (scripted - expected).abs().max() < 1e-4
     assert (onnx_out - expected).abs().max() < 1e-4
-
-
-def _readme_snippet() -> str:
-    """The `net.pt` snippet, on the docs page that shows it (tests/doc_commands.py)."""
-    return python_snippet("net.pt")
-
-
-@pytest.mark.slow  # a fresh Python that imports torch (~3 s)
-def test_readme_snippet_uses_net_pt_with_torch_alone(exported):
-    """The docs' 5 lines run in a fresh Python that never imports Lightning."""
-    _, out = exported
-    snippet = _readme_snippet().replace("<export_dir>", str(out))
-    assert len([line for line in snippet.splitlines() if line.strip()]) <= 6
-    check = snippet + (
-        "\nimport sys\n"
-        "assert 'pytorch_lightning' not in sys.modules and 'hydra' not in sys.modules\n"
-        "assert probs.shape == (1, 10) and abs(float(probs.sum()) - 1) < 1e-5\n"
-        "print('ok')\n"
-    )
-    result = run_cli(["-c", check])
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr
 
 
 def test_export_refuses_an_export_beyond_the_tolerance(run, make_cfg):

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 
 from expkit.errors import CheckpointError, ConfigError
 from expkit.run.resume_args import expand_resume_args
+from helpers import FAST, ROOT, compose_config, fault, results, run_cli
 from src.train import train
-from tests.helpers import FAST, ROOT, compose_config, fault, results, run_cli
 
 #: digits batches per training epoch (1,294 samples / 64)
 STEPS_PER_EPOCH = 21
@@ -296,7 +296,7 @@ def test_slurm_preemption_requeues_and_the_requeued_job_resumes(tmp_path, slurm_
     command = [*FAST, "~callbacks.interrupt_checkpoint"]
     preempted = [
         *fault("SignalAt", name="USR1", epoch=1, batch=3),
-        "+callbacks.kill._target_=tests.fault_injection.RaiseAt",
+        "+callbacks.kill._target_=fault_injection.RaiseAt",
         "+callbacks.kill.epoch=1",
         "+callbacks.kill.batch=4",
     ]
@@ -342,7 +342,7 @@ def test_sweep_job_directories_survive_the_launcher_copying_the_config(tmp_path)
     from hydra.core.global_hydra import GlobalHydra
 
     from expkit.utils.resolvers import _run_token
-    from tests.helpers import CONFIG_DIR
+    from helpers import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):

@@ -17,7 +17,7 @@ import yaml
 from expkit.runs_table.cli import main
 from expkit.runs_table.lookup import ABSENT, MAPPING, NotSimple, find_value
 from expkit.runs_table.read import MISSING, Run, read_run
-from tests.helpers import FAST, compose_config, run_cli
+from helpers import FAST, compose_config, run_cli
 
 
 def make_run(

@@ -20,10 +20,13 @@ import pandas as pd
 import pytest
 
 from expkit.sweeps.threads import allocated_cpus
+from helpers import PYTHONPATH, ROOT
 from hydra_plugins.expkit_submitit_launcher import launcher as slurm_launcher
 from hydra_plugins.expkit_submitit_launcher import record as slurm_record
 from hydra_plugins.expkit_submitit_launcher import resources as slurm_resources
-from tests.helpers import ROOT
+
+#: with `-n`, one worker runs every test here: they share one cluster (its CPUs and its queue)
+pytestmark = pytest.mark.xdist_group("slurm")
 
 SBATCH = ROOT / "scripts" / "slurm" / "train.sbatch"
 START_HINT = "start one with: scripts/slurm/local_cluster.sh start (as root)"
@@ -43,7 +46,7 @@ COMPARED = ("val/acc_best", "test/acc", "test/loss", "train/loss")
 def _env() -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # the checkout under test first (SLURM jobs inherit it: sbatch exports the environment)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PYTHONPATH, env.get("PYTHONPATH")]))
     return env
 
 
@@ -193,9 +196,9 @@ def test_ddp_with_two_srun_tasks_matches_ddp_on_one_machine(cluster, tmp_path):
 
 
 def pause(flag: Path, epoch: str = "2") -> list[str]:
-    """Overrides that hold a job after `epoch` until SIGTERM (tests/slurm_callbacks.py)."""
+    """Overrides that hold a job after `epoch` until SIGTERM (core/tests/slurm_callbacks.py)."""
     return [
-        "+callbacks.pause._target_=tests.slurm_callbacks.PauseAfterEpoch",
+        "+callbacks.pause._target_=slurm_callbacks.PauseAfterEpoch",
         f"+callbacks.pause.epoch={epoch}",
         f"+callbacks.pause.flag={flag}",
     ]
@@ -623,7 +626,7 @@ def test_slurm_presets_build_the_tolerant_launcher(preset, tasks, gpus, cpus):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    from tests.helpers import CONFIG_DIR
+    from helpers import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):

@@ -26,11 +26,11 @@ from expkit.run.resume_args import expand_resume_args
 from expkit.runs_table.cli import main as runs_table_main
 from expkit.sweeps.lock import SWEEP_LOCK_FILE, lock_sweep_dir, unlock_sweep_dir
 from expkit.sweeps.summary import main as summary_main
+from helpers import FAST, PYTHON, PYTHONPATH, ROOT, compose_config, results, run_cli
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict
 from src.train import train
-from tests.helpers import FAST, PYTHON, ROOT, compose_config, results, run_cli
 
 QUIET = ["extras.print_config=false"]
 TASKS = {"eval": evaluate, "predict": predict, "export": export}
@@ -420,7 +420,7 @@ def hold_sweep_lock(sweep: Path) -> subprocess.Popen:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
     return proc

@@ -24,10 +24,10 @@ from omegaconf import OmegaConf, open_dict
 
 from expkit.sweeps import summary as sweep_summary
 from expkit.sweeps.ddp import job_command
+from helpers import CONFIG_DIR, FAST, ROOT, results, run_cli
 from hydra_plugins.expkit_optuna_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
 from src.train import train
-from tests.helpers import CONFIG_DIR, FAST, ROOT, results, run_cli
-from tests.test_optuna import StandInLauncher
+from test_optuna import StandInLauncher
 
 #: every command-line sweep below: one short epoch, no printed config or summaries, light logger
 SWEEP_FAST = [
@@ -384,7 +384,7 @@ def test_hparams_searches_are_resumable_and_search_existing_keys(search):
 
 def test_launcher_presets_instantiate():
     presets = {"joblib": "TolerantJoblibLauncher", "submitit_local": "TolerantLocalLauncher"}
-    presets["gpu_pool"] = "GpuPoolLauncher"  # its sweeps: tests/test_gpu_pool.py
+    presets["gpu_pool"] = "GpuPoolLauncher"  # its sweeps: core/tests/test_gpu_pool.py
     for name, cls in presets.items():
         GlobalHydra.instance().clear()
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):

@@ -21,11 +21,11 @@ from expkit.errors import ConfigError, RunDirLockedError, UntrustedTargetError
 from expkit.run.lock import LOCK_FILE
 from expkit.run.resume_args import expand_resume_args
 from expkit.utils.atomic import atomic_open, atomic_write_bytes
+from helpers import FAST, PYTHON, PYTHONPATH, ROOT, compose_config, results, run_cli
 from src.eval import evaluate
 from src.export import export
 from src.predict import predict
 from src.train import train
-from tests.helpers import FAST, PYTHON, ROOT, compose_config, results, run_cli
 
 QUIET = ["extras.print_config=false"]
 TASKS = {"eval": evaluate, "predict": predict, "export": export}
@@ -61,7 +61,7 @@ def start_and_wait_for(code: str, arg: Path, ready: str) -> subprocess.Popen:
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == ready
     return proc
@@ -136,7 +136,7 @@ def test_genuine_checkpoint_values_still_apply(trained, tmp_path):
 
 def test_resume_drops_stored_paths_outside_the_run(trained, tmp_path, caplog):
     """ModelCheckpoint deletes the files its restored top-k paths name: a crafted state must not
-    choose them. They are dropped with a warning (tests/test_stored_state.py: also when Lightning
+    choose them. They are dropped with a warning (core/tests/test_stored_state.py: also when Lightning
     would have deleted the file)."""
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -329,7 +329,7 @@ def test_two_resumes_of_one_run_only_one_writes(trained, tmp_path):
         "~callbacks.early_stopping",
         "test=false",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(
         [PYTHON, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

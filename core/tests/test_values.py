@@ -14,10 +14,10 @@ import pytest
 from expkit.errors import ConfigError, DatasetNotFoundError, DiskFullError
 from expkit.run.value_checks import CHECKS, check_values
 from expkit.sweeps import summary as sweep_summary
+from helpers import FAST, compose_config, config_options, run_cli
 from src.train import train
-from tests.helpers import FAST, compose_config, config_options, run_cli
-from tests.test_faults import assert_nothing_trained
-from tests.test_own_data import write_images
+from test_faults import assert_nothing_trained
+from test_own_data import write_images
 
 #: (overrides, the text of what is allowed) for values of the wrong type or out of range
 BAD = {
