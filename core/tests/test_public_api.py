@@ -1,4 +1,5 @@
-"""Every name of the Public API table (core/README.md) exists in the installed library.
+"""Every name of the Public API table (core/README.md) exists in the installed library; the wheel
+test refuses to run against any other copy of it.
 
 The table is read from the installed distribution's metadata (its long description is the README),
 so this runs the same against the editable checkout and against the wheel in a fresh venv."""
@@ -7,11 +8,17 @@ import importlib
 import importlib.metadata
 import importlib.resources
 import importlib.util
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import expkit
 from expkit.run.compose import compose_config
+from helpers import TESTS
 
 
 def _table() -> dict[str, list[str]]:
@@ -74,3 +81,21 @@ def test_the_listed_hydra_plugins_are_found(tmp_path):
     assert len(choices) == 5, choices
     for choice in choices:
         assert compose_config("train", tmp_path / "run", [choice]) is not None
+
+
+def test_the_wheel_test_refuses_a_library_from_elsewhere(tmp_path):
+    """With EXPKIT_EXPECT_INSTALLED naming a folder this expkit is not in (the wheel test run
+    against a checkout), the session stops before collecting anything, naming both places."""
+    env = {**os.environ, "EXPKIT_EXPECT_INSTALLED": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(TESTS / "test_exit.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 4, proc.stdout + proc.stderr  # pytest's usage error
+    assert f"expkit is imported from {Path(expkit.__file__).resolve()}, not from {tmp_path}" in (
+        proc.stdout + proc.stderr
+    )
