@@ -86,7 +86,8 @@ def test_the_listed_hydra_plugins_are_found(tmp_path):
 def test_the_wheel_test_refuses_a_library_from_elsewhere(tmp_path):
     """With EXPKIT_EXPECT_INSTALLED naming a folder this expkit is not in (the wheel test run
     against a checkout), the session stops before collecting anything, naming both places."""
-    env = {**os.environ, "EXPKIT_EXPECT_INSTALLED": str(tmp_path)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}  # a worker's
+    env["EXPKIT_EXPECT_INSTALLED"] = str(tmp_path)  # conftest ends its process with exit code 0
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(TESTS / "test_exit.py")],
         cwd=tmp_path,
