@@ -23,12 +23,16 @@ LIBRARY = -e ./core --config-settings editable_mode=compat
 # named after the contents it installs (lock + pyproject + library pin): a fresh clone or a branch switch that
 # only changes file times does not reinstall; an edited lock does
 STAMP  := $(VENV)/.installed-$(shell (cat $(LOCK) pyproject.toml core/pyproject.toml; echo '$(LIBRARY)') 2>/dev/null | cksum | cut -d' ' -f1)
+# the suites on 2 workers (CI has 2 cores); tests that must not overlap share an xdist_group
+# (one SLURM cluster, the GPU pool, the hung-job time limits), which --dist loadgroup keeps on one worker
+JOBS   ?= 2
+XDIST   = -n $(JOBS) --dist loadgroup
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock train test test-fast check docs eval predict export sweep search summary runs bench bench-memory lint typecheck format clean update-template
+.PHONY: help install lock train test test-template test-library test-fast check docs eval predict export sweep search summary runs bench bench-memory lint typecheck format clean update-template
 
 help: ## show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,8 +57,19 @@ lock: ## re-resolve requirements.txt into requirements.lock (ARGS=--upgrade: tak
 train: $(STAMP) ## train + test the default model on the bundled digits (ARGS="model=cnn ..." to override)
 	$(PY) src/train.py $(ARGS)
 
-test: check ## lint + type check + the whole test suite, slow tests included (what CI runs)
-	$(PY) -m pytest $(ARGS)
+# % if not library_pinned
+test: check test-template test-library ## check + the template's tests + the library's tests from its wheel (what CI runs)
+# % else
+# %   filter replace("#| ", "")
+#| test: check test-template ## lint, types, docs, then this project's tests (what CI runs)
+# %   endfilter
+# % endif
+test-template: $(STAMP) ## the project's own tests: every model x data config, the examples, README/docs commands
+	$(PY) -m pytest tests $(XDIST) $(ARGS)
+# % if not library_pinned
+test-library: $(STAMP) ## the library's tests against its wheel in a fresh venv (scripts/test_library_wheel.sh)
+	PY=$(PY) scripts/test_library_wheel.sh $(XDIST) $(ARGS)
+# % endif
 
 check: lint typecheck docs ## ruff (lint + format), mypy, pip check and the docs build: fails on any finding
 	$(PY) -m pip check
@@ -62,7 +77,7 @@ check: lint typecheck docs ## ruff (lint + format), mypy, pip check and the docs
 docs: $(STAMP) ## build the docs site into site/ (mkdocs build --strict: a broken link or a page missing from the nav fails)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
-test-fast: $(STAMP) ## the fast tests only (skips those marked slow), one module per worker (module fixtures train once)
+test-fast: $(STAMP) ## the fast tests of both (skips those marked slow), from the checkout, one module per worker
 	$(PY) -m pytest -m "not slow" -n auto --dist loadscope $(ARGS)
 
 eval: $(STAMP) ## evaluate a checkpoint: make eval CKPT=logs/train/runs/<run>/checkpoints/last.ckpt

@@ -1,5 +1,6 @@
-"""What many tests need: configs composed as the command line would, the command line itself,
-a run's results, and faults on cue. One definition each."""
+"""What the template's tests need: configs composed as the command line would, the command line
+itself, and a run's results. One definition each. (The library's tests have their own, with a
+test bed of their own: core/tests/.)"""
 
 import copy
 import os
@@ -38,7 +39,6 @@ __all__ = [
     "ROOT",
     "compose_config",
     "config_options",
-    "fault",
     "results",
     "run_cli",
 ]
@@ -127,9 +127,3 @@ def run_cli(
 def results(run_dir: Path | str) -> dict:
     """A run's results.json, as written."""
     return RunRecord.read(run_dir).to_json()
-
-
-def fault(kind: str, **params: object) -> list[str]:
-    """Overrides adding a fault-injection callback (`tests/fault_injection.py`)."""
-    overrides = [f"+callbacks.fault._target_=tests.fault_injection.{kind}"]
-    return overrides + [f"+callbacks.fault.{k}={v}" for k, v in params.items()]

@@ -8,6 +8,7 @@ Generated projects get a hardlinked copy of this repository's .venv (no torch do
 Makefile then syncs it to their lock, as a user's first `make train` does.
 """
 
+import json
 import os
 import re
 import shutil
@@ -322,10 +323,13 @@ def test_update_from_an_earlier_version_keeps_the_users_edits(template, tmp_path
     source = tmp_path / "tpl"
     run(["git", "clone", "-q", str(template), str(source)], tmp_path)
     project = generate(source, tmp_path / "proj", ALL_KEPT, ref=OLD_VERSION or "HEAD")
+    give_venv(project)
+    make(project, "install")  # the old version's library pin, installed as the user had it
     user_edits(project)
     if not OLD_VERSION:
         later_template_version(source)
-    run([str(COPIER), "update", "--trust", "--defaults", "-q", "--conflict", "inline"], project)
+    # what a user types; a released project takes the newest tag, this test the newest commit
+    make(project, "update-template", "ARGS=--vcs-ref HEAD -q")
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert (
         answers["_commit"]
@@ -354,7 +358,14 @@ def test_update_from_an_earlier_version_keeps_the_users_edits(template, tmp_path
         text=True,
     )
     assert conflicted.stdout == "", conflicted.stdout
-    give_venv(project)
+    installed = json.loads(
+        next(
+            (project / ".venv/lib").glob(
+                "python3*/site-packages/expkit-*.dist-info/direct_url.json"
+            )
+        ).read_text()
+    )
+    assert installed["vcs_info"]["commit_id"] == pinned  # update-template upgraded the library
     make(project, "test", f"ARGS={PROJECT_TESTS} tests/test_mine.py")
 
 

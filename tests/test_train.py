@@ -69,26 +69,6 @@ def test_eval_reproduces_the_run_test_metrics(trained_run, make_cfg):
     )
 
 
-def test_eval_applies_overrides_on_top_of_the_checkpoint(trained_run, make_cfg):
-    _, metrics, out = trained_run
-    best = json.loads((out / "results.json").read_text())["best_model_path"]
-    overrides = [f"ckpt_path={best}", "data.eval_batch_size=7", "extras.print_config=false"]
-    cfg = make_cfg("eval", overrides)
-    assert evaluate(cfg, overrides=overrides)["test/acc"] == pytest.approx(metrics["test/acc"])
-    saved = (Path(cfg.paths.output_dir) / "config.yaml").read_text()
-    assert "eval_batch_size: 7" in saved
-
-
-def test_resume_from_last_checkpoint_continues_training(trained_run, make_cfg):
-    _, _, out = trained_run
-    cfg = make_cfg(
-        "train", [*FAST, "trainer.max_epochs=8", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"]
-    )
-    train(cfg)
-    rows = list(csv.DictReader((Path(cfg.paths.output_dir) / "history.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == list(range(8))  # epochs 0-5 carried over, 6-7 trained
-
-
 @pytest.mark.parametrize("model", ["cnn", pytest.param("resnet", marks=pytest.mark.slow)])
 def test_other_models_train(make_cfg, model):
     cfg = make_cfg(
@@ -106,29 +86,25 @@ def test_other_models_train(make_cfg, model):
     assert 0.0 <= metrics["test/acc"] <= 1.0
 
 
-def test_seeded_runs_are_identical(make_cfg):
-    first = train(make_cfg("train", [*FAST, "seed=3"]))
-    second = train(make_cfg("train", [*FAST, "seed=3"]))
-    assert first["test/acc"] == second["test/acc"] and first["val/loss"] == second["val/loss"]
+@pytest.mark.slow  # a fresh Python that imports torch (~3 s)
+def test_docs_net_pt_snippet_runs_with_torch_alone(trained_run, make_cfg, tmp_path):
+    """The docs' `net.pt` lines, on an export of the example run, in a fresh Python that never
+    imports Lightning or Hydra."""
+    from src.export import export
+    from tests.doc_commands import python_snippet
+    from tests.helpers import run_cli
 
-
-def test_profiler_report_lands_in_the_run_directory(make_cfg):
-    cfg = make_cfg("train", [*FAST, "debug=profiler", "trainer.limit_train_batches=3"])
-    train(cfg)
-    reports = list(Path(cfg.paths.output_dir).glob("*profile*.txt"))
-    assert reports and "Action" in reports[0].read_text()
-
-
-def test_without_a_chosen_profiler_the_trainer_gets_the_free_one(make_cfg):
-    from pytorch_lightning.profilers import SimpleProfiler
-
-    from expkit.run.build import build_trainer
-    from expkit.run.profiler import NoOpProfiler
-
-    trainer = build_trainer(make_cfg("train", FAST))
-    assert isinstance(trainer.profiler, NoOpProfiler)
-    with trainer.profiler.profile("step") as entered:  # a usable context, shared between calls
-        assert entered is None
-    assert trainer.profiler.profile("a") is trainer.profiler.profile("b")
-    chosen = build_trainer(make_cfg("train", [*FAST, "trainer.profiler=simple"]))
-    assert isinstance(chosen.profiler, SimpleProfiler)
+    _, _, out = trained_run
+    best = json.loads((out / "results.json").read_text())["best_model_path"]
+    export(make_cfg("export", [f"ckpt_path={best}", "extras.print_config=false"]))
+    exported = next(p.parent for p in tmp_path.rglob("net.pt"))
+    snippet = python_snippet("net.pt").replace("<export_dir>", str(exported))
+    assert len([line for line in snippet.splitlines() if line.strip()]) <= 6
+    check = snippet + (
+        "\nimport sys\n"
+        "assert 'pytorch_lightning' not in sys.modules and 'hydra' not in sys.modules\n"
+        "assert probs.shape == (1, 10) and abs(float(probs.sum()) - 1) < 1e-5\n"
+        "print('ok')\n"
+    )
+    result = run_cli(["-c", check])
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr

@@ -33,8 +33,8 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLaunche
 from omegaconf import open_dict
 
 from expkit.sweeps import failed_jobs as _failed_jobs
-from hydra_plugins.expkit_submitit_launcher.launcher import submitit_job_params
 from hydra_plugins.expkit_joblib_launcher.schemas import store_schemas
+from hydra_plugins.expkit_submitit_launcher.launcher import submitit_job_params
 
 log = logging.getLogger(__name__)
 
