@@ -25,10 +25,17 @@ if [ -z "${WHEEL:-}" ]; then   # WHEEL=path/to/expkit-*.whl tests that one (the 
 fi
 WHEEL=$(realpath "$WHEEL")
 BASE=$("$PY" -c 'import sys; print(sys._base_executable)')   # the same Python as the template's venv
-"$BASE" -m venv "$TMP/venv"
+# no pip or setuptools of its own: the template venv's are the ones seen (one of each, as in a
+# real install), and the wheel goes in with uv (or that pip, pointed at the fresh venv)
+"$BASE" -m venv --without-pip "$TMP/venv"
 VENV_PY="$TMP/venv/bin/python"
-# installed before the .pth below exists: pip sees an empty venv (not the editable expkit)
-"$VENV_PY" -m pip install -q --no-deps --no-index --disable-pip-version-check "$WHEEL"
+# installed before the .pth below exists: the installer sees an empty venv (not the editable expkit)
+UV="$(dirname "$PY")/uv"
+if [ -x "$UV" ]; then
+  "$UV" pip install -q --python "$VENV_PY" --no-deps --offline "$WHEEL"
+else
+  "$PY" -m pip --python "$VENV_PY" install -q --no-deps --no-index --disable-pip-version-check "$WHEEL"
+fi
 SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 FRESH_SITE=$("$VENV_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$SITE" > "$FRESH_SITE/zz_template_venv.pth"

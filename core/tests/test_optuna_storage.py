@@ -36,6 +36,10 @@ PARAMS = {
 }
 
 
+#: what the `optuna` console script runs
+CLI = "import sys; from optuna.cli import main; sys.exit(main())"
+
+
 def sweeper_on(sweep: Path, storage: str, n_trials: int, batches: list) -> ResumableOptunaSweeper:
     """The sweeper of hparams_search=digits_optuna on `storage`, its jobs played by `batches`."""
     sweeper = ResumableOptunaSweeper(
@@ -72,8 +76,11 @@ def test_an_optuna_2_study_is_refused_with_the_upgrade_command_then_resumes(tmp_
     assert "written by optuna 2.10.1" in message and optuna.__version__ in message
     assert database.read_bytes() == OLD_STUDY.read_bytes()  # refused before any write
     # the command the line names, as a user types it
-    optuna_cli = Path(sys.executable).parent / "optuna"
-    subprocess.run([optuna_cli, "storage", "upgrade", "--storage", storage], check=True)
+    # (optuna's console script, or its module where the venv has no script of its own: a fresh venv
+    # that sees another's packages)
+    script = Path(sys.executable).parent / "optuna"
+    optuna_cli = [str(script)] if script.exists() else [sys.executable, "-c", CLI]
+    subprocess.run([*optuna_cli, "storage", "upgrade", "--storage", storage], check=True)
     sweeper.sweep([])
 
     trials = optuna.load_study(study_name="digits_optuna", storage=storage).trials
