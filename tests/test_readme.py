@@ -35,13 +35,18 @@ def readme_commands() -> list[str]:
 def missing_choices(args: list[str]) -> list[str]:
     """The `group=option` choices of a command that name no config file here: a project generated
     without an example keeps the docs that show it, and those commands are skipped, not failed."""
+    import yaml
+
     from expkit.project import LIBRARY_CONFIG_DIR
     from expkit.run.cli import is_config_group
 
+    defaults = yaml.safe_load((ROOT / "configs" / "train.yaml").read_text()).get("defaults", [])
+    groups = {k for d in defaults if isinstance(d, dict) for k in d}  # `hparams_search: null` too
     missing = []
     for arg in args:
         key, _, value = arg.lstrip("+~").partition("=")
-        if not value or not is_config_group(key) or value in ("null", "none"):
+        known = is_config_group(key) or key in groups
+        if not value or not known or value in ("null", "none"):
             continue
         for option in value.strip("[]").split(","):
             found = [d / key / f"{option}.yaml" for d in (ROOT / "configs", LIBRARY_CONFIG_DIR)]
