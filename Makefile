@@ -66,11 +66,12 @@ test: check test-template test-library ## check + the template's tests + the lib
 # % endif
 test-template: $(STAMP) ## the project's own tests: every model x data config, the examples, README/docs commands
 	$(PY) -m pytest tests $(XDIST) $(ARGS)
+
 # % if not library_pinned
 test-library: $(STAMP) ## the library's tests against its wheel in a fresh venv (scripts/test_library_wheel.sh)
 	PY=$(PY) scripts/test_library_wheel.sh $(XDIST) $(ARGS)
 # % endif
-
+# what every test run starts with
 check: lint typecheck docs ## ruff (lint + format), mypy, pip check and the docs build: fails on any finding
 	$(PY) -m pip check
 
