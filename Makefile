@@ -64,8 +64,8 @@ test: check test-template test-library ## check + the template's tests + the lib
 #| test: check test-template ## lint, types, docs, then this project's tests (what CI runs)
 # %   endfilter
 # % endif
-test-template: $(STAMP) ## the project's own tests: every model x data config, the examples, README/docs commands
-	$(PY) -m pytest tests $(XDIST) $(ARGS)
+test-template: $(STAMP) ## the project's own tests: every model x data config, the examples, README/docs commands (TESTS=… picks files)
+	$(PY) -m pytest $(or $(TESTS),tests) $(XDIST) $(ARGS)
 
 # % if not library_pinned
 test-library: $(STAMP) ## the library's tests against its wheel in a fresh venv (scripts/test_library_wheel.sh)
