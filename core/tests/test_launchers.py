@@ -84,6 +84,42 @@ def test_every_launcher_preset_has_the_time_limit_key():
     GlobalHydra.instance().clear()
 
 
+#: a job's process as the launchers' job sides start it, with Hydra's plugin scan in the order a
+#: real install gives (`expkit_*` before `hydra_*` in one site-packages: the stock schemas last)
+JOB_SIDE_WITH_STOCK_SCHEMAS_SCANNED_LAST = """
+import pkgutil, sys
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.singleton import Singleton
+from hydra_plugins.expkit_joblib_launcher.schemas import restore_hydra_state
+
+config_dir, time_limit = sys.argv[1:]
+walk = pkgutil.walk_packages
+pkgutil.walk_packages = lambda *a, **k: sorted(walk(*a, **k), key=lambda m: ".hydra_" in m[1])
+for name in ("joblib", "submitit_local"):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir, version_base="1.3"):   # the sweep's side
+        sweep = compose("train", [f"hydra/launcher={name}"], return_hydra_config=True)
+        loader = GlobalHydra.instance().config_loader()
+    state = Singleton.get_state()   # what a launcher hands its jobs (with no Plugins instance)
+    restore_hydra_state(state)      # the job's side: the pool's worker, submitit's job call
+    Singleton.set_state(state)      # what the stock submitit job call does next
+    job = loader.load_sweep_config(sweep, [f"hydra/launcher={name}", time_limit])
+    print(name, job.hydra.launcher.job_timeout_s)
+"""
+
+
+def test_a_jobs_process_composes_our_launcher_presets_whatever_the_plugin_scan_order():
+    """Each plugin scan re-registers the stock schemas of `joblib` and `submitit_local` (without
+    our keys), and a job's process scans again when it restores Hydra's state."""
+    proc = subprocess.run(
+        [sys.executable, "-c", JOB_SIDE_WITH_STOCK_SCHEMAS_SCANNED_LAST, str(CONFIG_DIR), TIME_LIMIT],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": PYTHONPATH},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["joblib", "120.0", "submitit_local", "120.0"]
+
+
 def test_joblib_n_jobs_zero_is_one_line():
     from hydra_plugins.expkit_joblib_launcher.launcher import parallel_jobs
 

@@ -79,14 +79,16 @@ def execute_job(
     task_function: Any,
     singleton_state: dict[Any, Any],
 ) -> Any:
-    """`hydra_plugins.hydra_joblib_launcher._core.execute_job`, the same steps."""
+    """`hydra_plugins.hydra_joblib_launcher._core.execute_job`, the same steps, with our launcher
+    schemas put back after the plugin scan that restoring Hydra's state runs."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.core.singleton import Singleton
     from hydra.core.utils import run_job, setup_globals
     from omegaconf import open_dict
 
+    from hydra_plugins.expkit_joblib_launcher.schemas import restore_hydra_state
+
     setup_globals()
-    Singleton.set_state(singleton_state)
+    restore_hydra_state(singleton_state)  # not Singleton.set_state alone: see restore_hydra_state
     sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"

@@ -3,15 +3,20 @@
 Hydra validates `configs/hydra/launcher/joblib.yaml` (and `submitit_local.yaml`) against the
 ConfigStore entry of the same name, which the stock joblib and submitit plugins register: our
 keys (`job_timeout_s`, `stop_timeout_s`) would be refused. The entries stored here are the stock
-schemas plus those keys. They are stored when Hydra builds its config search path, i.e. after its
-plugin scan has run every plugin module (which re-registers the stock schemas) and before any
-config is composed, so ours are the ones in place whatever order the scan took. (No
-`from __future__ import annotations`: the scan runs this module outside sys.modules, where a
-dataclass cannot resolve string annotations.)
+schemas plus those keys.
+
+Every plugin scan re-executes every plugin module, so whichever is scanned last holds the name, and
+the scan's order is the order of `hydra_plugins` folders on sys.path, then of names (`expkit_*`
+before `hydra_*` in one site-packages): ours must be stored again after each scan, before a config
+is composed. A sweep's process scans once, then builds its config search path (our
+`SearchPathPlugin` below stores them then); a job's process scans again in
+`Singleton.set_state`, so every job side (the pool's worker, submitit's job) restores Hydra's state
+with `restore_hydra_state`. (No `from __future__ import annotations`: the scan runs this module
+outside sys.modules, where a dataclass cannot resolve string annotations.)
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
@@ -39,6 +44,16 @@ def store_schemas() -> None:
     store.store(
         group="hydra/launcher", name="submitit_local", node=TolerantLocalConf, provider="template"
     )
+
+
+def restore_hydra_state(singleton_state: Any) -> None:
+    """`Singleton.set_state` (which scans the plugins again), then our schemas. The state object
+    then holds the scanned `Plugins` instance: Hydra's own later `set_state` with it (in submitit's
+    job call) does not scan again."""
+    from hydra.core.singleton import Singleton
+
+    Singleton.set_state(singleton_state)
+    store_schemas()
 
 
 class TolerantLauncherSchemas(SearchPathPlugin):
