@@ -4,8 +4,8 @@ import re
 
 import pytest
 
+from expkit.testing import write_mnist
 from tests.helpers import run_cli
-from tests.test_example_torchvision_data import write_mnist
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ shared copy and the one-line errors. A generated project without these examples 
 file."""
 
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -13,26 +12,10 @@ from torchvision import datasets
 from torchvision.datasets import cifar
 
 from expkit.errors import ConfigError, DatasetNotFoundError
+from expkit.testing import setup_datamodule, write_mnist
 from src.data.torchvision_datasets import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 
 RNG = np.random.default_rng(0)
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    """IDX format: magic (0, 0, dtype=0x08 ubyte, ndim), big-endian dims, then the raw bytes."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape
-    )
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def write_mnist(root, folder: str, n_train: int = 60, n_test: int = 20):
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", RNG.integers(0, 256, (n, 28, 28)))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
-    return root
 
 
 def write_cifar10(root, per_batch: int = 12, n_test: int = 20):
@@ -55,26 +38,11 @@ def write_cifar10(root, per_batch: int = 12, n_test: int = 20):
     return root
 
 
-def setup_dm(cls, root, cache_dir=None, **kw):
-    kw = {
-        "num_classes": 10,
-        "data_dir": str(root),
-        "val_size": 10,
-        "download": False,
-        "cache_dir": cache_dir,
-        **kw,
-    }
-    dm = cls(**kw)
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
-
-
 @pytest.mark.parametrize(
     ("cls", "folder"), [(MNISTDataModule, "MNIST"), (FashionMNISTDataModule, "FashionMNIST")]
 )
 def test_mnist_family_reads_idx_files(tmp_path, cls, folder):
-    dm = setup_dm(cls, write_mnist(tmp_path, folder), input_shape=[1, 28, 28])
+    dm = setup_datamodule(cls, write_mnist(tmp_path, folder), input_shape=[1, 28, 28])
     assert {k: len(v[1]) for k, v in dm.splits.items()} == {"train": 50, "val": 10, "test": 20}
     assert dm.splits["test"][0].shape == (20, 1, 28, 28)
     assert dm.splits["test"][1].tolist() == [i % 10 for i in range(20)]
@@ -83,7 +51,7 @@ def test_mnist_family_reads_idx_files(tmp_path, cls, folder):
 def test_cifar10_reads_pickled_batches(tmp_path, monkeypatch):
     # torchvision checks the md5 of the official files; these are real-format files with other bytes
     monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
-    dm = setup_dm(CIFAR10DataModule, write_cifar10(tmp_path), input_shape=[3, 32, 32])
+    dm = setup_datamodule(CIFAR10DataModule, write_cifar10(tmp_path), input_shape=[3, 32, 32])
     assert {k: len(v[1]) for k, v in dm.splits.items()} == {"train": 50, "val": 10, "test": 20}
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape[1:] == (3, 32, 32)
@@ -93,14 +61,14 @@ def test_cifar10_reads_pickled_batches(tmp_path, monkeypatch):
 
 def test_decoded_tensors_are_cached(tmp_path, monkeypatch):
     root, cache = write_mnist(tmp_path / "d", "MNIST"), tmp_path / "cache"
-    first = setup_dm(MNISTDataModule, root, cache_dir=str(cache), input_shape=[1, 28, 28])
+    first = setup_datamodule(MNISTDataModule, root, cache_dir=str(cache), input_shape=[1, 28, 28])
     assert len(list(cache.glob("mnist-*.pt"))) == 1
 
     def no_decoding(self, train):
         raise AssertionError("decoded again despite the cache")
 
     monkeypatch.setattr(MNISTDataModule, "_open", no_decoding)
-    second = setup_dm(MNISTDataModule, root, cache_dir=str(cache), input_shape=[1, 28, 28])
+    second = setup_datamodule(MNISTDataModule, root, cache_dir=str(cache), input_shape=[1, 28, 28])
     assert torch.equal(first.splits["train"][0], second.splits["train"][0])
 
 
@@ -121,7 +89,7 @@ def test_missing_files_without_network_name_where_to_put_them(tmp_path, monkeypa
 def test_a_shared_copy_is_read_when_data_dir_lacks_the_files(tmp_path, monkeypatch):
     shared = write_mnist(tmp_path / "shared", "MNIST")
     monkeypatch.setattr(datasets.MNIST, "download", lambda self: pytest.fail("downloaded"))
-    dm = setup_dm(
+    dm = setup_datamodule(
         MNISTDataModule,
         tmp_path / "empty",
         input_shape=[1, 28, 28],
@@ -133,4 +101,4 @@ def test_a_shared_copy_is_read_when_data_dir_lacks_the_files(tmp_path, monkeypat
 
 def test_wrong_input_shape_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"data.input_shape=\[1, 32, 32\]"):
-        setup_dm(MNISTDataModule, write_mnist(tmp_path, "MNIST"), input_shape=[1, 32, 32])
+        setup_datamodule(MNISTDataModule, write_mnist(tmp_path, "MNIST"), input_shape=[1, 32, 32])

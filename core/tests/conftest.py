@@ -18,16 +18,20 @@ With `EXPKIT_EXPECT_INSTALLED=<site-packages>` (the wheel test) the session refu
 unless `expkit` is imported from that folder.
 
 Nothing heavy is imported at module level: with `-n` the xdist controller process loads this file
-too and never runs a test, so torch (~2 s to import, ~1 s to tear down) is imported where a fixture
-first needs it, in the workers."""
+too and never runs a test, so torch is imported where a fixture first needs it, in the workers."""
 
-import atexit
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# the fixtures a project's tests have too: one decoded-data cache a session, `make_cfg`, torch
+# threads shared among xdist workers (and a worker's exit without the interpreter's teardown)
+from expkit.testing.fixtures import cache_dir, few_torch_threads, make_cfg
+
+__all__ = ["cache_dir", "few_torch_threads", "make_cfg"]
 
 #: the test bed (`helpers.ROOT`; not imported from there: helpers loads Hydra)
 ROOT = Path(__file__).resolve().parent / "project"
@@ -63,53 +67,6 @@ def _test_bed():
         os.environ.pop("EXPKIT_PROJECT_ROOT", None)
     else:
         os.environ["EXPKIT_PROJECT_ROOT"] = previous
-
-
-def _end_worker_without_teardown() -> None:
-    """An xdist worker has reported everything by the time `atexit` runs; what remains is the
-    interpreter's teardown, which with torch loaded takes ~1-3 s a worker (library destructors,
-    as `core/expkit/run/exit.py` explains for our entry points). Registered first, so it runs last: every
-    handler registered after this one (loggers, multiprocessing) has run."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    atexit.register(_end_worker_without_teardown)
-
-
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    """One decoded-tensor cache for the session: hermetic, and each dataset is decoded once."""
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture
-def make_cfg(tmp_path, cache_dir):
-    """make_cfg('train', [...overrides]) → a composed config writing into a fresh run directory."""
-    from helpers import compose_config
-
-    counter = iter(range(1000))
-
-    def _make(name: str = "train", overrides: list[str] = ()):
-        return compose_config(name, tmp_path / f"run{next(counter)}", list(overrides), cache_dir)
-
-    return _make
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    """Tests run on 2-core CI machines: keep torch from oversubscribing them (with `-n N`, each of
-    the N workers gets its share of the cores)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    from helpers import threads_for_tests
-
-    torch.set_num_threads(threads_for_tests(previous))
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ subclasses anything of ours, none has `net`, `num_classes` or `splits` unless a 
   IDX format for it.
 """
 
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, random_split
+
+from expkit.testing import write_mnist
 
 
 def _inputs(batch):
@@ -96,22 +97,9 @@ class Untraceable(TinyAutoEncoder):
 
 
 # ---- the tutorial's datamodule ------------------------------------------------------------------
-def write_idx_mnist(root: Path, train: int = 120, test: int = 40, seed: int = 0) -> Path:
-    """`root/MNIST/raw/*-ubyte` in MNIST's IDX format (what torchvision's `MNIST` reads): 28×28
-    uint8 images, each class a bright bar in its own row band, so a classifier can learn them."""
-    rng = np.random.default_rng(seed)
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, count in (("train", train), ("t10k", test)):
-        labels = np.arange(count, dtype=np.uint8) % 10
-        images = rng.integers(0, 40, (count, 28, 28)).astype(np.uint8)
-        for i, label in enumerate(labels):
-            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 250
-        with (raw / f"{prefix}-images-idx3-ubyte").open("wb") as f:
-            f.write(struct.pack(">IIII", 2051, count, 28, 28) + images.tobytes())
-        with (raw / f"{prefix}-labels-idx1-ubyte").open("wb") as f:
-            f.write(struct.pack(">II", 2049, count) + labels.tobytes())
-    return root
+def write_idx_mnist(root: Path, train: int = 120, test: int = 40) -> Path:
+    """`root/MNIST/raw/*-ubyte`: tiny learnable MNIST files in the real format."""
+    return write_mnist(root, "MNIST", n_train=train, n_test=test)
 
 
 class PlainMNISTDataModule(pl.LightningDataModule):

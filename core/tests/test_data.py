@@ -11,21 +11,6 @@ from expkit.data.digits import DigitsDataModule
 RNG = np.random.default_rng(0)
 
 
-def setup_dm(cls, root, cache_dir=None, **kw):
-    kw = {
-        "num_classes": 10,
-        "data_dir": str(root),
-        "val_size": 10,
-        "download": False,
-        "cache_dir": cache_dir,
-        **kw,
-    }
-    dm = cls(**kw)
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
-
-
 def test_digits_splits_are_disjoint_and_complete(cache_dir):
     dm = DigitsDataModule(
         num_classes=10, input_shape=[1, 8, 8], batch_size=64, val_size=0.1, cache_dir=str(cache_dir)
