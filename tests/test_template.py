@@ -351,7 +351,8 @@ def test_update_from_an_earlier_version_keeps_the_users_edits(template, tmp_path
         ]
     )
     if OLD_VERSION:  # what the newer template brings: its changelog's entries
-        assert "## 1.1.0" in (project / "CHANGELOG.md").read_text()
+        newest = re.search(r"^## \d+\.\d+\.\d+ .*$", (ROOT / "CHANGELOG.md").read_text(), re.M)
+        assert newest and newest.group(0) in (project / "CHANGELOG.md").read_text()
     else:
         assert (project / "configs/optimizer/adamw_later.yaml").is_file()
         assert "test: true  # tested later" in (project / "configs/train.yaml").read_text()

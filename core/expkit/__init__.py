@@ -7,4 +7,4 @@ may import, subclass or name as a `_target_` is listed in `expkit.api` (the publ
 else may change in any release.
 """
 
-__version__ = "1.0.1"
+__version__ = "1.1.0"
