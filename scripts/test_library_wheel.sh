@@ -42,6 +42,11 @@ echo "$SITE" > "$FRESH_SITE/zz_template_venv.pth"
 cp -rL core/tests "$TMP/tests"
 rm -rf "$TMP/tests/project/logs"
 find "$TMP/tests" -name __pycache__ -type d -prune -exec rm -rf {} +
+# the test bed is a project as a user has it: a git repository (runs record its commit and diff)
+git -C "$TMP/tests/project" init -q
+git -C "$TMP/tests/project" add -A
+git -C "$TMP/tests/project" -c user.name=expkit-tests -c user.email=expkit-tests@example.invalid \
+  commit -q -m "the test bed"
 
 echo "library tests: $(basename "$WHEEL") in $TMP/venv, tests copied to $TMP/tests"
 cd "$TMP"
