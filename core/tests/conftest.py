@@ -29,9 +29,14 @@ import pytest
 
 # the fixtures a project's tests have too: one decoded-data cache a session, `make_cfg`, torch
 # threads shared among xdist workers (and a worker's exit without the interpreter's teardown)
-from expkit.testing.fixtures import cache_dir, few_torch_threads, make_cfg
+from expkit.testing.fixtures import (
+    cache_dir,
+    few_torch_threads,
+    make_cfg,
+    pytest_collection_modifyitems,
+)
 
-__all__ = ["cache_dir", "few_torch_threads", "make_cfg"]
+__all__ = ["cache_dir", "few_torch_threads", "make_cfg", "pytest_collection_modifyitems"]
 
 #: the test bed (`helpers.ROOT`; not imported from there: helpers loads Hydra)
 ROOT = Path(__file__).resolve().parent / "project"

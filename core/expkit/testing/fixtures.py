@@ -1,6 +1,7 @@
-"""The pytest fixtures of a project's tests and the library's. A conftest.py imports them:
-`from expkit.testing.fixtures import cache_dir, few_torch_threads, make_cfg` (an import, not
-`pytest_plugins`, which pytest refuses in a conftest below the rootdir in some invocations).
+"""The pytest fixtures (and the one collection hook) of a project's tests and the library's. A
+conftest.py imports them: `from expkit.testing.fixtures import cache_dir, make_cfg, ...` (an
+import, not `pytest_plugins`, which pytest refuses in a conftest below the rootdir in some
+invocations).
 
 Nothing heavy is imported at module level: with `-n` the xdist controller process loads this file
 too and never runs a test, so torch is imported where a fixture first needs it, in the workers."""
@@ -27,6 +28,13 @@ def _end_worker_without_teardown() -> None:
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     atexit.register(_end_worker_without_teardown)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` first, each group in its collected order: xdist hands tests out in that
+    order, so the long ones start early and the suite does not end with one worker running a long
+    test while the others wait."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
