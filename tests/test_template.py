@@ -305,7 +305,7 @@ def user_edits(project: Path) -> None:
         "def test_my_net():\n    assert MyNet([1, 8, 8], 10)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)\n"
     )
     for example in ("src/models/gan.py", "configs/model/gan.yaml", "tests/test_example_gan.py"):
-        (project / example).unlink(missing_ok=True)  # the GAN example, its config, its tests (if any)
+        (project / example).unlink(missing_ok=True)  # the GAN example; its tests, if any
     run(["git", "init", "-q"], project)
     run(["git", "add", "-A"], project)
     run(["git", *GIT_ID, "commit", "-q", "-m", "generated, then my edits"], project)
