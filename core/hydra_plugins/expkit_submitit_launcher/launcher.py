@@ -38,6 +38,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import OmegaConf, open_dict
 
 from expkit.sweeps import failed_jobs as _failed_jobs
+from hydra_plugins.expkit_joblib_launcher.schemas import restore_hydra_state
 
 # module attributes, looked up at call time: Hydra's plugin scan re-executes every module of
 # hydra_plugins in place, so a name bound by `from … import` could name a stale class
@@ -64,8 +65,27 @@ RESULT_GRACE_S = 15.0
 SCONTROL_EVERY_S = 5.0
 
 
-# ---- the launcher ----------------------------------------------------------------------------
-class TolerantSlurmLauncher(SlurmLauncher):
+# ---- the launchers -----------------------------------------------------------------------------
+class OurSchemasInJobs:
+    """Submitit's job call (run in the job's own process) with Hydra's state restored together
+    with our launcher schemas, which the plugin scan of that restore would otherwise overwrite
+    with the stock ones (`restore_hydra_state`); the stock call's own `set_state` with the same
+    state then scans no more. Mixed into both submitit launchers, local and SLURM."""
+
+    def __call__(
+        self,
+        sweep_overrides: list[str],
+        job_dir_key: str,
+        job_num: int,
+        job_id: str,
+        singleton_state: Any,
+    ) -> JobReturn:
+        restore_hydra_state(singleton_state)
+        call = super().__call__  # type: ignore[misc]
+        return call(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
+
+
+class TolerantSlurmLauncher(OurSchemasInJobs, SlurmLauncher):
     """`SlurmLauncher` that checks resources first and records jobs SLURM ends as failed."""
 
     def launch(

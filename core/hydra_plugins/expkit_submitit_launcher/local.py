@@ -33,8 +33,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLaunche
 from omegaconf import open_dict
 
 from expkit.sweeps import failed_jobs as _failed_jobs
-from hydra_plugins.expkit_joblib_launcher.schemas import restore_hydra_state
-from hydra_plugins.expkit_submitit_launcher.launcher import submitit_job_params
+from hydra_plugins.expkit_submitit_launcher.launcher import OurSchemasInJobs, submitit_job_params
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +41,12 @@ CONTROLLER = "hydra_plugins.expkit_submitit_launcher._local_controller"
 ENV_TIMEOUT = "TOLERANT_JOB_TIMEOUT_S"  # the same name in _local_controller.py
 
 
-class TolerantLocalLauncher(LocalLauncher):
+class TolerantLocalLauncher(OurSchemasInJobs, LocalLauncher):
     """`LocalLauncher` whose jobs' deaths and hangs are recorded, not fatal; see the module."""
 
     def __init__(self, job_timeout_s: float | None = None, **params: Any) -> None:
         super().__init__(**params)
         self.job_timeout_s = job_timeout_s  # checked at launch: an error there is one line
-
-    def __call__(
-        self,
-        sweep_overrides: list[str],
-        job_dir_key: str,
-        job_num: int,
-        job_id: str,
-        singleton_state: Any,
-    ) -> JobReturn:
-        """The job's side, in its own process: Hydra's state restored with our schemas first (the
-        stock call's own `set_state` with the same state then scans no more; see
-        `restore_hydra_state`), then the stock call."""
-        restore_hydra_state(singleton_state)
-        return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
