@@ -34,16 +34,19 @@ XDIST   = -n $(JOBS) --dist loadgroup
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
+# --compile-bytecode and compileall: uv writes no .pyc (pip does), and where PYTHONDONTWRITEBYTECODE
+# is set (CI images) Python never does either: every process would compile torch and Lightning again
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if test -x $(UV) || $(PY) -m pip install -q uv; then \
 		echo "$(UV) pip sync $(LOCK)"; \
-		$(UV) pip sync --python $(PY) $(UV_INDEX) $(LOCK) && \
-		$(UV) pip install --python $(PY) --no-deps --no-build-isolation $(LIBRARY) -e .; \
+		$(UV) pip sync --python $(PY) --compile-bytecode $(UV_INDEX) $(LOCK) && \
+		$(UV) pip install --python $(PY) --compile-bytecode --no-deps --no-build-isolation $(LIBRARY) -e .; \
 	else \
 		echo "uv cannot be installed here: installing $(LOCK) with pip"; \
 		$(PY) -m pip install -r $(LOCK) && $(PY) -m pip install --no-deps --no-build-isolation $(LIBRARY) -e .; \
 	fi
+	$(PY) -m compileall -q $(wildcard core/expkit core/hydra_plugins) src   # the editable sources too
 	$(PY) -m pip check
 	rm -f $(VENV)/.installed-* && touch $@ $(VENV)/.installed
 

@@ -32,7 +32,7 @@ VENV_PY="$TMP/venv/bin/python"
 # installed before the .pth below exists: the installer sees an empty venv (not the editable expkit)
 UV="$(dirname "$PY")/uv"
 if [ -x "$UV" ]; then
-  "$UV" pip install -q --python "$VENV_PY" --no-deps --offline "$WHEEL"
+  "$UV" pip install -q --python "$VENV_PY" --compile-bytecode --no-deps --offline "$WHEEL"
 else
   "$PY" -m pip --python "$VENV_PY" install -q --no-deps --no-index --disable-pip-version-check "$WHEEL"
 fi
