@@ -56,10 +56,7 @@ lock: ## re-resolve requirements.txt into requirements.lock (ARGS=--upgrade: tak
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(PY) -m pip install -q uv
 	$(UV) pip compile --python $(PY) $(UV_INDEX) --custom-compile-command "make lock" requirements.txt -o $(LOCK) $(ARGS)
-# % if not library_pinned
-	$(PY) scripts/lock_markers.py   # what only optional requirements pull in, under their copier statements
-# % endif
-# training, then the tasks that start from its checkpoints
+
 train: $(STAMP) ## train + test the default model on the bundled digits (ARGS="model=cnn ..." to override)
 	$(PY) src/train.py $(ARGS)
 
