@@ -7,19 +7,15 @@ subclasses anything of ours, none has `net`, `num_classes` or `splits` unless a 
   the per-sample error) and whose `forward` returns a dict too.
 - `Untraceable`: its `forward` returns a `None` beside the code (`torch.jit.trace` refuses it).
 - `PlainMNISTDataModule`: the tutorial's `MNISTDataModule` (torchvision's MNIST, transforms,
-  `random_split`, its own dataloaders); `write_idx_mnist` writes tiny MNIST files in the real
-  IDX format for it.
+  `random_split`, its own dataloaders); `expkit.testing.write_mnist` writes tiny MNIST files in
+  the real IDX format for it.
 """
-
-from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, random_split
-
-from expkit.testing import write_mnist
 
 
 def _inputs(batch):
@@ -97,11 +93,6 @@ class Untraceable(TinyAutoEncoder):
 
 
 # ---- the tutorial's datamodule ------------------------------------------------------------------
-def write_idx_mnist(root: Path, train: int = 120, test: int = 40) -> Path:
-    """`root/MNIST/raw/*-ubyte`: tiny learnable MNIST files in the real format."""
-    return write_mnist(root, "MNIST", n_train=train, n_test=test)
-
-
 class PlainMNISTDataModule(pl.LightningDataModule):
     """The Lightning tutorial's `MNISTDataModule`, with the split sizes of the tiny files."""
 

@@ -25,8 +25,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from expkit.errors import ConfigError, DiskFullError
+from expkit.testing import write_mnist
 from helpers import FAST, ROOT, compose_config, results, run_cli
-from predict_modules import write_idx_mnist
 from src.export import export
 from src.predict import predict
 from src.train import train
@@ -79,7 +79,7 @@ def _train(tmp_path_factory, cache_dir, overrides: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory) -> Path:
-    return write_idx_mnist(tmp_path_factory.mktemp("mnist"))
+    return write_mnist(tmp_path_factory.mktemp("mnist"), n_train=120, n_test=40)
 
 
 @pytest.fixture(scope="module")
